@@ -1,0 +1,121 @@
+//! Compiled components on disk, so a restart does not recompile.
+//!
+//! The key is the SHA-256 of the component's bytes plus wasmtime's compatibility hash of the
+//! engine settings: a changed component or a changed engine (version, flags, CPU features)
+//! simply misses. Entries are written to a temporary file and renamed into place, so a crash
+//! never leaves a half-written entry under a real name; an entry that fails to load anyway
+//! (truncated, foreign) is recompiled and replaced.
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+pub struct CodeCache {
+    dir: PathBuf,
+    engine_key: String,
+}
+
+/// Whether a load came from the cache; reported in the log and used by tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Hit,
+    Miss,
+}
+
+impl CodeCache {
+    pub fn new(dir: &Path, engine: &Engine) -> Result<CodeCache> {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "cannot create the code cache folder {} (set `server.code_cache` to a writable folder)",
+                dir.display()
+            )
+        })?;
+        let mut hasher = std::hash::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Ok(CodeCache {
+            dir: dir.to_path_buf(),
+            engine_key: format!("{:016x}", hasher.finish()),
+        })
+    }
+
+    /// Compiles `wasm` or loads its compiled form from the cache.
+    pub fn component(&self, engine: &Engine, wasm: &[u8]) -> Result<(Component, CacheOutcome)> {
+        check_is_component(wasm)?;
+        let digest = Sha256::digest(wasm);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let path = self.dir.join(format!("{hex}-{}.cwasm", self.engine_key));
+
+        if path.is_file() {
+            let started = Instant::now();
+            // SAFETY: the cache folder belongs to the host; entries are only ever written by
+            // `store` below from `Engine::precompile_component`, and wasmtime checks the
+            // header and engine compatibility before use.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => {
+                    tracing::info!(
+                        entry = %path.display(),
+                        ms = started.elapsed().as_secs_f64() * 1e3,
+                        "code cache hit"
+                    );
+                    return Ok((component, CacheOutcome::Hit));
+                }
+                Err(e) => tracing::warn!(
+                    entry = %path.display(),
+                    "code cache entry unusable, recompiling: {e}"
+                ),
+            }
+        }
+
+        let started = Instant::now();
+        let compiled = engine
+            .precompile_component(wasm)
+            .map_err(anyhow::Error::from)
+            .context("not a valid WebAssembly component")?;
+        tracing::info!(
+            entry = %path.display(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "code cache miss: compiled"
+        );
+        if let Err(e) = self.store(&path, &compiled) {
+            tracing::warn!("cannot write code cache entry {}: {e:#}", path.display());
+        }
+        // SAFETY: `compiled` was produced just above by this engine.
+        let component = unsafe { Component::deserialize(engine, &compiled) }
+            .map_err(anyhow::Error::from)
+            .context("cannot load freshly compiled code")?;
+        Ok((component, CacheOutcome::Miss))
+    }
+
+    fn store(&self, path: &Path, compiled: &[u8]) -> Result<()> {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(compiled)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+}
+
+/// Tells apart the usual mistakes before the compiler gives a less helpful message.
+fn check_is_component(wasm: &[u8]) -> Result<()> {
+    if wasm.len() < 8 || &wasm[0..4] != b"\0asm" {
+        bail!("not a WebAssembly file (no \\0asm header)");
+    }
+    match wasm[4..8] {
+        [0x0d, 0x00, 0x01, 0x00] => Ok(()),
+        [0x01, 0x00, 0x00, 0x00] => bail!(
+            "this is a core WebAssembly module, not a component: build Rust guests with \
+             `--target wasm32-wasip2`, or wrap a module with `wasm-tools component new`"
+        ),
+        _ => bail!(
+            "unsupported WebAssembly version or layer {:02x?}",
+            &wasm[4..8]
+        ),
+    }
+}

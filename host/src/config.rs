@@ -1,0 +1,563 @@
+//! The TOML configuration: what the operator writes, checked once at startup.
+//!
+//! Parsing is strict (`deny_unknown_fields`) so a typo is an error, not a silently ignored key.
+//! Everything a request needs later is resolved here: relative paths against the config file's
+//! folder, limits layered tenant → `[defaults.limits]` → built-in defaults.
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod units;
+pub use units::{ByteSize, HumanDuration};
+
+/// The file as written. See the README's config reference for every key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub defaults: DefaultsSection,
+    /// Apps of the default tenant, for the common one-tenant case.
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppSection>,
+    /// Grants of the default tenant.
+    #[serde(default)]
+    pub grants: GrantsSection,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Folder for compiled code; defaults to `$XDG_CACHE_HOME/hostel` or `~/.cache/hostel`.
+    pub code_cache: Option<PathBuf>,
+    /// How long in-flight requests may run on after SIGINT/SIGTERM.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace: HumanDuration,
+    /// Sandboxes alive at once across all tenants: sizes the pooling allocator.
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            code_cache: None,
+            shutdown_grace: default_grace(),
+            max_instances: default_max_instances(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_grace() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_max_instances() -> u32 {
+    1000
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsSection {
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+/// Per-request quotas; every key optional so tenants override only what they name.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Linear memory per instance.
+    pub memory: Option<ByteSize>,
+    /// Wall-clock deadline for one request, guest CPU and waiting alike.
+    pub timeout: Option<HumanDuration>,
+    /// Requests of this tenant served at once; more get 503.
+    pub concurrency: Option<u32>,
+    /// Largest request body accepted; larger gets 413.
+    pub request_body: Option<ByteSize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSection {
+    /// Host names served by this tenant (port ignored); empty means any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub grants: GrantsSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSection {
+    /// Path prefix, matched on whole segments; the longest prefix wins.
+    pub route: String,
+    /// Path to the `.wasm` component, relative to the config file.
+    pub component: PathBuf,
+}
+
+/// What a tenant's guests may reach beyond their sandbox. Everything is denied by default.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsSection {
+    /// Outbound HTTP destinations: `https://api.example.com`, `http://127.0.0.1:9000`,
+    /// `https://*.example.com` or a bare host name (any scheme, default port).
+    #[serde(default)]
+    pub outbound: Vec<String>,
+    /// Environment variables visible to guests (values, not inherited from the host).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Host folders visible to guests: guest path → host folder (read-only).
+    #[serde(default)]
+    pub files: BTreeMap<String, PathBuf>,
+}
+
+/// Built-in defaults, used where neither the tenant nor `[defaults.limits]` says otherwise.
+pub const DEFAULT_MEMORY: u64 = 64 << 20;
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_CONCURRENCY: u32 = 256;
+pub const DEFAULT_REQUEST_BODY: u64 = 16 << 20;
+
+/// Effective limits of one tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub memory: u64,
+    pub timeout: Duration,
+    pub concurrency: u32,
+    pub request_body: u64,
+}
+
+/// Where an outbound grant lets guests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRule {
+    /// `None` allows http and https.
+    pub scheme: Option<String>,
+    /// Lower-case host; a leading `*.` matches any subdomain (not the apex).
+    pub host: String,
+    /// `None` means the scheme's default port.
+    pub port: Option<u16>,
+}
+
+/// The configuration after validation: paths absolute, limits resolved, nothing left to check.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: PathBuf,
+    pub listen: SocketAddr,
+    pub code_cache: PathBuf,
+    pub shutdown_grace: Duration,
+    pub max_instances: u32,
+    pub tenants: Vec<Tenant>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub name: String,
+    pub hosts: Vec<String>,
+    pub limits: Limits,
+    pub outbound: Vec<OutboundRule>,
+    pub env: Vec<(String, String)>,
+    pub files: Vec<(String, PathBuf)>,
+    pub apps: Vec<App>,
+}
+
+#[derive(Debug, Clone)]
+pub struct App {
+    pub name: String,
+    pub route: String,
+    pub component: PathBuf,
+    /// Where this app sits in the file, for error messages: `tenants.acme.apps.api`.
+    pub key: String,
+}
+
+/// The name of the tenant that top-level `[apps]` belong to.
+pub const DEFAULT_TENANT: &str = "default";
+
+impl Config {
+    /// Reads, parses and validates a config file. Every error names the file, the key and why.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let file: ConfigFile = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        file.resolve(path, &base)
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))
+    }
+}
+
+impl ConfigFile {
+    fn resolve(self, source: &Path, base: &Path) -> Result<Config> {
+        let defaults = &self.defaults.limits;
+        let mut tenants = Vec::new();
+
+        if !self.apps.is_empty() || self.tenants.is_empty() {
+            if self.tenants.contains_key(DEFAULT_TENANT) && !self.apps.is_empty() {
+                bail!(
+                    "top-level [apps] belong to the tenant \"{DEFAULT_TENANT}\", which is also \
+                     declared under [tenants]: move the apps into [tenants.{DEFAULT_TENANT}.apps]"
+                );
+            }
+            let section = TenantSection {
+                hosts: Vec::new(),
+                grants: self.grants.clone(),
+                limits: LimitsSection::default(),
+                apps: self.apps,
+            };
+            tenants.push(resolve_tenant(DEFAULT_TENANT, "", section, defaults, base)?);
+        } else if !self.grants.outbound.is_empty()
+            || !self.grants.env.is_empty()
+            || !self.grants.files.is_empty()
+        {
+            bail!(
+                "key `grants`: top-level grants apply to the default tenant, but this file \
+                 declares [tenants] and no top-level [apps]; put grants under [tenants.NAME.grants]"
+            );
+        }
+        for (name, section) in self.tenants {
+            let key = format!("tenants.{name}.");
+            tenants.push(resolve_tenant(&name, &key, section, defaults, base)?);
+        }
+        check_routes_unique(&tenants)?;
+
+        let code_cache = match self.server.code_cache {
+            Some(dir) => base.join(dir),
+            None => default_cache_dir()?,
+        };
+        if self.server.max_instances == 0 {
+            bail!("key `server.max_instances`: must be at least 1");
+        }
+        Ok(Config {
+            source: source.to_path_buf(),
+            listen: self.server.listen,
+            code_cache,
+            shutdown_grace: self.server.shutdown_grace.0,
+            max_instances: self.server.max_instances,
+            tenants,
+        })
+    }
+}
+
+fn resolve_tenant(
+    name: &str,
+    key: &str,
+    section: TenantSection,
+    defaults: &LimitsSection,
+    base: &Path,
+) -> Result<Tenant> {
+    check_name(name, key.trim_end_matches('.'))?;
+    let limits =
+        resolve_limits(&section.limits, defaults).with_context(|| format!("key `{key}limits`"))?;
+    let outbound = section
+        .grants
+        .outbound
+        .iter()
+        .map(|rule| {
+            OutboundRule::parse(rule)
+                .with_context(|| format!("key `{key}grants.outbound`: entry {rule:?}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut files = Vec::new();
+    for (guest, host) in section.grants.files {
+        let host = base.join(host);
+        if !host.is_dir() {
+            bail!(
+                "key `{key}grants.files.\"{guest}\"`: {} is not a folder",
+                host.display()
+            );
+        }
+        files.push((guest, host));
+    }
+    let hosts = section
+        .hosts
+        .iter()
+        .map(|h| normalize_host(h))
+        .collect::<Vec<_>>();
+    let mut apps = Vec::new();
+    for (app_name, app) in section.apps {
+        let app_key = format!("{key}apps.{app_name}");
+        check_name(&app_name, &app_key)?;
+        let route = normalize_route(&app.route)
+            .with_context(|| format!("key `{app_key}.route`: {:?}", app.route))?;
+        let component = base.join(&app.component);
+        if !component.is_file() {
+            bail!(
+                "key `{app_key}.component`: file not found: {} (paths are relative to the \
+                 config file's folder; build components first)",
+                component.display()
+            );
+        }
+        apps.push(App {
+            name: app_name,
+            route,
+            component,
+            key: app_key,
+        });
+    }
+    Ok(Tenant {
+        name: name.to_string(),
+        hosts,
+        limits,
+        outbound,
+        env: section.grants.env.into_iter().collect(),
+        files,
+        apps,
+    })
+}
+
+fn resolve_limits(tenant: &LimitsSection, defaults: &LimitsSection) -> Result<Limits> {
+    let limits = Limits {
+        memory: tenant
+            .memory
+            .or(defaults.memory)
+            .map_or(DEFAULT_MEMORY, |b| b.0),
+        timeout: tenant
+            .timeout
+            .or(defaults.timeout)
+            .map_or(DEFAULT_TIMEOUT, |d| d.0),
+        concurrency: tenant
+            .concurrency
+            .or(defaults.concurrency)
+            .unwrap_or(DEFAULT_CONCURRENCY),
+        request_body: tenant
+            .request_body
+            .or(defaults.request_body)
+            .map_or(DEFAULT_REQUEST_BODY, |b| b.0),
+    };
+    if limits.memory < 64 << 10 {
+        bail!(
+            "memory must be at least 64KiB (one wasm page), got {}",
+            limits.memory
+        );
+    }
+    if limits.timeout.is_zero() {
+        bail!("timeout must be more than zero");
+    }
+    if limits.concurrency == 0 {
+        bail!("concurrency must be at least 1");
+    }
+    Ok(limits)
+}
+
+fn check_name(name: &str, key: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        bail!("key `{key}`: names may only use letters, digits, '-' and '_'");
+    }
+    Ok(())
+}
+
+/// `/api/` and `api` both become `/api`; `/` stays `/`.
+fn normalize_route(route: &str) -> Result<String> {
+    if !route.starts_with('/') {
+        bail!("a route must start with '/'");
+    }
+    if route.contains(['?', '#', ' ']) {
+        bail!("a route is a path prefix: no query, fragment or spaces");
+    }
+    let trimmed = route.trim_end_matches('/');
+    Ok(if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.into()
+    })
+}
+
+/// Host names compare case-insensitively and without a port.
+pub fn normalize_host(host: &str) -> String {
+    let host = host.trim().to_ascii_lowercase();
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(']') && port.chars().all(|c| c.is_ascii_digit()) => {
+            name.to_string()
+        }
+        _ => host,
+    }
+}
+
+fn check_routes_unique(tenants: &[Tenant]) -> Result<()> {
+    let mut seen: BTreeMap<(String, &str), &str> = BTreeMap::new();
+    for tenant in tenants {
+        let hosts: Vec<String> = if tenant.hosts.is_empty() {
+            vec!["*".into()]
+        } else {
+            tenant.hosts.clone()
+        };
+        for app in &tenant.apps {
+            for host in &hosts {
+                if let Some(other) = seen.insert((host.clone(), &app.route), &app.key) {
+                    bail!(
+                        "key `{}.route`: route {:?} on host {host} is already served by `{other}`",
+                        app.key,
+                        app.route
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn default_cache_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("hostel"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .context("no HOME or XDG_CACHE_HOME set: set `server.code_cache` in the config")?;
+    Ok(PathBuf::from(home).join(".cache").join("hostel"))
+}
+
+impl OutboundRule {
+    fn parse(rule: &str) -> Result<OutboundRule> {
+        let (scheme, rest) = match rule.split_once("://") {
+            Some((scheme, rest)) => {
+                let scheme = scheme.to_ascii_lowercase();
+                if scheme != "http" && scheme != "https" {
+                    bail!("scheme must be http or https");
+                }
+                (Some(scheme), rest)
+            }
+            None => (None, rule),
+        };
+        let rest = rest.trim_end_matches('/');
+        if rest.contains('/') {
+            bail!("give a scheme, host and port only, no path");
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                Some(
+                    port.parse::<u16>()
+                        .with_context(|| format!("bad port {port:?}"))?,
+                ),
+            ),
+            None => (rest, None),
+        };
+        let host = host.to_ascii_lowercase();
+        let name = host.strip_prefix("*.").unwrap_or(&host);
+        if name.is_empty() || name.contains('*') {
+            bail!("a wildcard is only allowed as a leading `*.`");
+        }
+        Ok(OutboundRule { scheme, host, port })
+    }
+
+    /// Whether a request to `scheme://host:port` is granted by this rule.
+    pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
+        if self.scheme.as_deref().is_some_and(|s| s != scheme) {
+            return false;
+        }
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        if self.port.unwrap_or(default_port) != port {
+            return false;
+        }
+        let host = host.to_ascii_lowercase();
+        match self.host.strip_prefix("*.") {
+            Some(suffix) => host
+                .strip_suffix(suffix)
+                .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
+            None => self.host == host,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("/nonexistent/hostel.toml"))
+    }
+
+    #[test]
+    fn empty_config_serves_one_default_tenant_on_loopback() {
+        let config = parse("").unwrap();
+        assert_eq!(config.listen, default_listen());
+        assert_eq!(config.tenants.len(), 1);
+        assert_eq!(config.tenants[0].name, DEFAULT_TENANT);
+        assert_eq!(config.tenants[0].limits.memory, DEFAULT_MEMORY);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_the_file() {
+        let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("/nonexistent/hostel.toml"), "{msg}");
+        assert!(msg.contains("lisen"), "{msg}");
+        assert!(msg.contains("unknown field"), "{msg}");
+    }
+
+    #[test]
+    fn limits_layer_tenant_over_defaults_over_builtin() {
+        let config = parse(
+            "[defaults.limits]\nmemory = \"32MiB\"\ntimeout = \"2s\"\n\
+             [tenants.a.limits]\ntimeout = \"500ms\"\n[tenants.b]\n",
+        )
+        .unwrap();
+        let a = &config.tenants[0].limits;
+        let b = &config.tenants[1].limits;
+        assert_eq!(a.memory, 32 << 20);
+        assert_eq!(a.timeout, Duration::from_millis(500));
+        assert_eq!(b.timeout, Duration::from_secs(2));
+        assert_eq!(b.concurrency, DEFAULT_CONCURRENCY);
+    }
+
+    #[test]
+    fn missing_component_names_the_key() {
+        let err = parse("[apps.hello]\nroute = \"/\"\ncomponent = \"nope.wasm\"\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("apps.hello.component"), "{msg}");
+        assert!(msg.contains("nope.wasm"), "{msg}");
+    }
+
+    #[test]
+    fn outbound_rules_match_exact_and_wildcard() {
+        let exact = OutboundRule::parse("https://api.example.com").unwrap();
+        assert!(exact.allows("https", "API.example.com", 443));
+        assert!(!exact.allows("http", "api.example.com", 80));
+        assert!(!exact.allows("https", "api.example.com", 8443));
+        let wild = OutboundRule::parse("*.example.com").unwrap();
+        assert!(wild.allows("http", "a.example.com", 80));
+        assert!(wild.allows("https", "a.b.example.com", 443));
+        assert!(!wild.allows("https", "example.com", 443));
+        assert!(!wild.allows("https", "badexample.com", 443));
+        let port = OutboundRule::parse("http://127.0.0.1:9000").unwrap();
+        assert!(port.allows("http", "127.0.0.1", 9000));
+        assert!(!port.allows("http", "127.0.0.1", 9001));
+        assert!(OutboundRule::parse("ftp://x").is_err());
+        assert!(OutboundRule::parse("a.*.com").is_err());
+    }
+
+    #[test]
+    fn routes_are_normalized_and_hosts_lose_their_port() {
+        assert_eq!(normalize_route("/api/").unwrap(), "/api");
+        assert_eq!(normalize_route("/").unwrap(), "/");
+        assert!(normalize_route("api").is_err());
+        assert_eq!(normalize_host("Acme.Localhost:8080"), "acme.localhost");
+        assert_eq!(normalize_host("[::1]"), "[::1]");
+    }
+}

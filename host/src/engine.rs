@@ -1,0 +1,74 @@
+//! The one wasmtime `Engine` of the process: how guests are compiled and where their memory
+//! comes from.
+//!
+//! Instances come from the pooling allocator: memory slots are reserved once and recycled, and
+//! linear memory is initialised copy-on-write from the compiled image, so a new sandbox per
+//! request costs a few page mappings rather than a fresh allocation and a memcpy.
+
+use anyhow::{Context, Result};
+use std::time::Duration;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances. It is the granularity of deadlines and of the time slices
+/// after which a busy guest yields its thread to other requests.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Sizes the engine must accommodate, taken from the whole configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineSizing {
+    /// Sandboxes alive at once, across all tenants.
+    pub max_instances: u32,
+    /// The largest per-instance memory limit of any tenant.
+    pub max_memory: u64,
+}
+
+pub fn build_engine(sizing: EngineSizing) -> Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.memory_init_cow(true);
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    config.parallel_compilation(true);
+
+    let instances = sizing.max_instances;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(instances)
+        // Components are made of several core instances (the program, adapters, shims); large
+        // language runtimes (Python, JavaScript) use a few dozen.
+        .total_core_instances(instances.saturating_mul(8))
+        .max_core_instances_per_component(64)
+        .total_memories(instances.saturating_mul(2))
+        .max_memories_per_component(8)
+        .total_tables(instances.saturating_mul(4))
+        .max_tables_per_component(16)
+        .table_elements(100_000)
+        .total_stacks(instances)
+        .max_core_instance_size(8 << 20)
+        .max_component_instance_size(1 << 20)
+        .max_memory_size(usize::try_from(sizing.max_memory).context("memory limit too large")?)
+        // Keeping the first pages of a recycled slot resident saves page faults and madvise
+        // work on the hottest part of small guests' memory.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+
+    Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("cannot set up the wasm engine (the pooling allocator reserves virtual memory per instance: lower `server.max_instances` if this machine limits address space)")
+}
+
+/// Advances the engine's epoch forever, from one thread for the whole process; every
+/// running guest checks its deadline against it.
+pub fn start_epoch_ticker(engine: &Engine) {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("hostel-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("cannot start the epoch thread");
+}

@@ -1,0 +1,115 @@
+//! The `hostel` command line.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use hostel::config::Config;
+use hostel::{Host, engine, server};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+
+/// Hostel serves WebAssembly HTTP handler components, a fresh sandbox per request, with
+/// host-held resources lent to guests.
+#[derive(Parser)]
+#[command(name = "hostel", version, propagate_version = true)]
+struct Cli {
+    /// Log filter, e.g. `info`, `hostel=debug,guest=info` (tracing's EnvFilter syntax).
+    #[arg(long, global = true, env = "HOSTEL_LOG", default_value = "info")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the configuration and serve its apps until SIGINT/SIGTERM.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long, short, default_value = "hostel.toml", env = "HOSTEL_CONFIG")]
+        config: PathBuf,
+        /// Listen here instead of `server.listen` (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Check a configuration and every component it names, then exit (0 when all is well).
+    Check {
+        /// The TOML configuration file.
+        #[arg(long, short, default_value = "hostel.toml", env = "HOSTEL_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
+        eprintln!("hostel: invalid --log filter {:?}: {e}", cli.log);
+        std::process::exit(2);
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    if let Err(e) = run(cli.command) {
+        eprintln!("hostel: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Check { config } => {
+            let config = Config::load(&config)?;
+            let host = Host::load(&config)?;
+            let apps = host.router().apps().count();
+            println!("{}: ok ({apps} apps)", config.source.display());
+            Ok(())
+        }
+        Command::Serve { config, listen } => {
+            let mut config = Config::load(&config)?;
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            serve(config)
+        }
+    }
+}
+
+fn serve(config: Config) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hostel-worker")
+        .build()
+        .context("cannot start the async runtime")?;
+    let host = Arc::new(Host::load(&config)?);
+    engine::start_epoch_ticker(host.engine());
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (key `server.listen` in {}): is another process using it?",
+                    config.listen,
+                    config.source.display()
+                )
+            })?;
+        let addr = listener.local_addr()?;
+        tracing::info!("listening on http://{addr}");
+        // A line on stdout that scripts and tests can wait for.
+        println!("hostel listening on http://{addr}");
+        server::serve(listener, host, shutdown_signal(), config.shutdown_grace).await
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("cannot listen for SIGTERM");
+    let mut int = signal(SignalKind::interrupt()).expect("cannot listen for SIGINT");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

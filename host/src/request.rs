@@ -1,0 +1,220 @@
+//! The request path, start to end: request id → route → admission → sandbox → response.
+//! Every response the host makes itself says why, and carries the request id.
+
+use crate::Host;
+use crate::admission::LimitedBody;
+use crate::request_id::RequestId;
+use crate::sandbox::{self, Failure};
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use tracing::Instrument;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// hyper's service function: never fails; every problem becomes a response.
+pub async fn handle(
+    host: Arc<Host>,
+    request: Request<Incoming>,
+) -> Result<Response<HyperOutgoingBody>, Infallible> {
+    let id = RequestId::next();
+    let span = tracing::info_span!(
+        "request",
+        id = %id,
+        tenant = tracing::field::Empty,
+        app = tracing::field::Empty
+    );
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let started = Instant::now();
+    let mut response = route_and_run(&host, request, id)
+        .instrument(span.clone())
+        .await;
+    response.headers_mut().insert(
+        REQUEST_ID_HEADER,
+        HeaderValue::from_str(&id.to_string()).expect("request ids are ASCII"),
+    );
+    let status = response.status();
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::warn!(%method, path, status = status.as_u16(), ms, "request failed");
+        } else {
+            tracing::debug!(%method, path, status = status.as_u16(), ms, "request");
+        }
+    });
+    Ok(response)
+}
+
+async fn route_and_run(
+    host: &Host,
+    mut request: Request<Incoming>,
+    id: RequestId,
+) -> Response<HyperOutgoingBody> {
+    let authority = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            request
+                .headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        });
+    let Some(authority) = authority else {
+        return host_error(
+            StatusCode::BAD_REQUEST,
+            "the request has no Host header",
+            id,
+        );
+    };
+    let router = host.router();
+    let Some(app) = router.find(Some(&authority), request.uri().path()).cloned() else {
+        return host_error(StatusCode::NOT_FOUND, "no app is mounted at this path", id);
+    };
+    let span = tracing::Span::current();
+    span.record("tenant", tracing::field::display(&app.tenant.name));
+    span.record("app", tracing::field::display(&app.name));
+    tracing::debug!(route = %app.route, "routed");
+
+    let limits = app.tenant.limits;
+    let Ok(permit) = app.tenant.admission.clone().try_acquire_owned() else {
+        let mut response = host_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "too many requests in flight for this tenant (limit {})",
+                limits.concurrency
+            ),
+            id,
+        );
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limits.request_body) {
+        return too_large(limits.request_body, id);
+    }
+    request.headers_mut().insert(
+        REQUEST_ID_HEADER,
+        HeaderValue::from_str(&id.to_string()).expect("request ids are ASCII"),
+    );
+    let (parts, body) = request.into_parts();
+    let (body, exceeded) = LimitedBody::new(body, limits.request_body);
+    let request = Request::from_parts(parts, body);
+
+    let outcome = sandbox::run(app.clone(), request, permit).await;
+    if exceeded.load(Ordering::Acquire) {
+        return too_large(limits.request_body, id);
+    }
+    match outcome {
+        Ok(response) => response,
+        Err(failure) => failure_response(failure, &app.name, id),
+    }
+}
+
+fn failure_response(failure: Failure, app: &str, id: RequestId) -> Response<HyperOutgoingBody> {
+    match failure {
+        Failure::Timeout(limit) => {
+            tracing::warn!("app {app} stopped at its deadline of {limit:?}");
+            host_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!("the app did not finish within its time limit of {limit:?}"),
+                id,
+            )
+        }
+        Failure::MemoryLimit(detail) => {
+            tracing::warn!("app {app} stopped: {detail}");
+            host_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the app exceeded its memory limit",
+                id,
+            )
+        }
+        Failure::Overloaded(detail) => {
+            tracing::warn!("no sandbox slot free: {detail}");
+            let mut response = host_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the host is at its sandbox limit; try again",
+                id,
+            );
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+        Failure::Trap(detail) => {
+            tracing::warn!("app {app} trapped: {detail}");
+            host_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the app crashed (wasm trap); see the host log for this request id",
+                id,
+            )
+        }
+        Failure::GuestError(code) => {
+            tracing::warn!("app {app} answered with an error instead of a response: {code:?}");
+            host_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("the app failed: {code:?}"),
+                id,
+            )
+        }
+        Failure::NoResponse => {
+            tracing::warn!("app {app} returned without setting a response");
+            host_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the app returned without a response",
+                id,
+            )
+        }
+        Failure::Host(detail) => {
+            tracing::error!("cannot run app {app}: {detail}");
+            host_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the host could not run the app",
+                id,
+            )
+        }
+    }
+}
+
+fn too_large(limit: u64, id: RequestId) -> Response<HyperOutgoingBody> {
+    host_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the request body is larger than this app's limit of {limit} bytes"),
+        id,
+    )
+}
+
+/// A response made by the host itself: a short plain-text reason and the request id.
+pub fn host_error(status: StatusCode, reason: &str, id: RequestId) -> Response<HyperOutgoingBody> {
+    let body = format!(
+        "{} {}: {reason}\nrequest id: {id}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

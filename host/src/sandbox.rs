@@ -1,0 +1,205 @@
+//! One request, one sandbox: a new `Store` instantiated from the app's pre-instantiated
+//! component, limits applied, the guest's `incoming-handler.handle` called, and everything the
+//! guest held dropped with the store — after a normal return, a trap or a timeout alike.
+
+use crate::apps::App;
+use crate::capabilities::outbound_http::OutboundHttp;
+use hyper::body::Bytes;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tracing::Instrument;
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// The data of a request's `Store`: request-lifetime state of every capability.
+pub struct SandboxState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    outbound: OutboundHttp,
+    memory: MemoryLimit,
+    deadline: Instant,
+    timed_out: bool,
+}
+
+impl WasiView for SandboxState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for SandboxState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+/// Caps each linear memory of the instance and remembers whether the cap was hit, so the
+/// resulting trap can be reported as what it is.
+struct MemoryLimit {
+    bytes: usize,
+    exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.bytes {
+            self.exceeded = true;
+            wasmtime::bail!(
+                "memory limit exceeded: the guest asked for {desired} bytes, its limit is {}",
+                self.bytes
+            );
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// Why a request got no response from its guest.
+#[derive(Debug)]
+pub enum Failure {
+    /// The wall-clock deadline passed (CPU-bound or waiting).
+    Timeout(Duration),
+    /// The guest needed more memory than its limit.
+    MemoryLimit(String),
+    /// No sandbox slot was free (the pooling allocator is at `server.max_instances`).
+    Overloaded(String),
+    /// The guest trapped or panicked.
+    Trap(String),
+    /// The guest set an error instead of a response.
+    GuestError(ErrorCode),
+    /// The guest returned without setting a response.
+    NoResponse,
+    /// Setting up the sandbox failed: a host problem.
+    Host(String),
+}
+
+/// Runs the app's guest on one request. Resolves once the guest has produced response headers
+/// (the body keeps streaming from the guest's task) or has failed.
+pub async fn run<B>(
+    app: Arc<App>,
+    request: hyper::Request<B>,
+    permit: OwnedSemaphorePermit,
+) -> Result<hyper::Response<HyperOutgoingBody>, Failure>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let span = tracing::Span::current();
+    let tenant = &app.tenant;
+    let timeout = tenant.limits.timeout;
+    let deadline = Instant::now() + timeout;
+
+    let wasi = tenant
+        .wasi
+        .build(&span)
+        .map_err(|e| Failure::Host(format!("{e:#}")))?;
+    let state = SandboxState {
+        wasi,
+        http: WasiHttpCtx::new(),
+        table: ResourceTable::new(),
+        outbound: OutboundHttp::new(tenant.outbound.clone()),
+        memory: MemoryLimit {
+            bytes: usize::try_from(tenant.limits.memory).unwrap_or(usize::MAX),
+            exceeded: false,
+        },
+        deadline,
+        timed_out: false,
+    };
+    let mut store = Store::new(&app.engine, state);
+    store.limiter(|state| &mut state.memory);
+    // Every epoch tick a running guest yields its thread (so one busy guest cannot hold a
+    // worker while others wait) and traps once its deadline has passed.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| {
+        let state = ctx.data_mut();
+        if Instant::now() >= state.deadline {
+            state.timed_out = true;
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+
+    let (sender, receiver) = oneshot::channel();
+    let http = store.data_mut();
+    let setup = http
+        .http()
+        .new_incoming_request(Scheme::Http, request)
+        .and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(sender)?)));
+    let (req, out) = setup.map_err(|e| Failure::Host(format!("{e:#}")))?;
+
+    let pre = app.pre.clone();
+    let guest = async move {
+        let call = async {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+        };
+        let result = tokio::time::timeout_at(deadline.into(), call).await;
+        let failure = match result {
+            Ok(Ok(())) => None,
+            Err(_elapsed) => Some(Failure::Timeout(timeout)),
+            Ok(Err(e)) => Some(classify(&e, store.data(), timeout)),
+        };
+        // The store (and with it every resource the guest held) is dropped here, before the
+        // admission permit is released.
+        drop(store);
+        drop(permit);
+        failure
+    };
+    let task = tokio::spawn(guest.in_current_span());
+
+    match receiver.await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(code)) => Err(Failure::GuestError(code)),
+        // The guest's task ended without a response: find out how.
+        Err(_) => match task.await {
+            Ok(Some(failure)) => Err(failure),
+            Ok(None) => Err(Failure::NoResponse),
+            Err(join) => Err(Failure::Host(format!("guest task failed: {join}"))),
+        },
+    }
+}
+
+fn classify(error: &wasmtime::Error, state: &SandboxState, timeout: Duration) -> Failure {
+    if state.timed_out || matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        return Failure::Timeout(timeout);
+    }
+    if state.memory.exceeded {
+        return Failure::MemoryLimit(format!("{error:#}"));
+    }
+    if error
+        .chain()
+        .any(|e| e.is::<wasmtime::PoolConcurrencyLimitError>())
+    {
+        return Failure::Overloaded(format!("{error:#}"));
+    }
+    Failure::Trap(format!("{error:?}"))
+}

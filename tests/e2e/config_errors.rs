@@ -1,0 +1,108 @@
+//! Bad configuration is refused at startup: exit code ≠ 0, and a message naming the file,
+//! the key and the reason.
+
+use hostel_tests::*;
+
+/// Runs `hostel check` on `config` (written to `hostel.toml` in a fresh folder with `files`)
+/// and returns its stderr, asserting it failed.
+fn refused(config: &str, files: &[(&str, &[u8])]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in files {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    std::fs::write(dir.path().join("hostel.toml"), config).unwrap();
+    let (status, stderr) = run_hostel(&["check", "--config", "hostel.toml"], dir.path()).unwrap();
+    assert!(!status.success(), "accepted a bad config:\n{config}");
+    assert!(stderr.contains("hostel.toml"), "names the file: {stderr}");
+    // `serve` refuses it the same way.
+    let (status, serve_stderr) =
+        run_hostel(&["serve", "--config", "hostel.toml"], dir.path()).unwrap();
+    assert!(!status.success());
+    assert!(serve_stderr.contains("hostel.toml"), "{serve_stderr}");
+    stderr
+}
+
+#[test]
+fn unknown_key_is_refused() {
+    let stderr = refused("[server]\nlisten = \"127.0.0.1:0\"\ntimeout = 3\n", &[]);
+    assert!(stderr.contains("unknown field `timeout`"), "{stderr}");
+}
+
+#[test]
+fn wrong_type_is_refused() {
+    let stderr = refused("[defaults.limits]\nmemory = true\n", &[]);
+    assert!(stderr.contains("memory"), "{stderr}");
+    assert!(stderr.contains("64MiB"), "says what it expected: {stderr}");
+}
+
+#[test]
+fn missing_component_file_is_refused() {
+    let stderr = refused(
+        "[apps.api]\nroute = \"/\"\ncomponent = \"missing.wasm\"\n",
+        &[],
+    );
+    assert!(stderr.contains("apps.api.component"), "{stderr}");
+    assert!(stderr.contains("missing.wasm"), "{stderr}");
+    assert!(stderr.contains("not found"), "{stderr}");
+}
+
+#[test]
+fn file_that_is_not_wasm_is_refused() {
+    let stderr = refused(
+        "[apps.api]\nroute = \"/\"\ncomponent = \"api.wasm\"\n",
+        &[("api.wasm", b"#!/bin/sh\necho hi\n")],
+    );
+    assert!(stderr.contains("apps.api.component"), "{stderr}");
+    assert!(stderr.contains("not a WebAssembly file"), "{stderr}");
+}
+
+#[test]
+fn core_module_is_refused_with_a_hint() {
+    // The smallest valid core module: magic + version 1.
+    let stderr = refused(
+        "[apps.api]\nroute = \"/\"\ncomponent = \"core.wasm\"\n",
+        &[("core.wasm", b"\0asm\x01\0\0\0")],
+    );
+    assert!(
+        stderr.contains("core WebAssembly module, not a component"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("wasm32-wasip2"), "{stderr}");
+}
+
+#[test]
+fn corrupt_component_is_refused() {
+    let stderr = refused(
+        "[apps.api]\nroute = \"/\"\ncomponent = \"bad.wasm\"\n",
+        &[("bad.wasm", b"\0asm\x0d\0\x01\0\x07\x99garbage")],
+    );
+    assert!(
+        stderr.contains("not a valid WebAssembly component"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn duplicate_routes_are_refused() {
+    let hello = toml_path(&guest("hello"));
+    let stderr = refused(
+        &format!(
+            "[apps.a]\nroute = \"/x\"\ncomponent = {hello}\n[apps.b]\nroute = \"/x/\"\ncomponent = {hello}\n"
+        ),
+        &[],
+    );
+    assert!(stderr.contains("already served"), "{stderr}");
+}
+
+#[test]
+fn valid_config_passes_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[server]\ncode_cache = {}\n[apps.hello]\nroute = \"/\"\ncomponent = {}\n",
+        toml_path(&shared_code_cache()),
+        toml_path(&guest("hello"))
+    );
+    std::fs::write(dir.path().join("hostel.toml"), config).unwrap();
+    let (status, stderr) = run_hostel(&["check", "--config", "hostel.toml"], dir.path()).unwrap();
+    assert!(status.success(), "{stderr}");
+}

@@ -1,0 +1,160 @@
+//! Limits enforced per request: deadline, memory, traps, body size, concurrency.
+
+use crate::standard_config;
+use hostel_tests::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn infinite_loop_gets_504_while_others_are_served() {
+    let host = HostProcess::start(&standard_config()).unwrap();
+    let client = http1_client();
+    // Two spinners: as many as the host has worker threads, so without time slicing nothing
+    // else could run until their deadline.
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let client = client.clone();
+            let url = host.url("/");
+            tokio::spawn(async move {
+                let request = http::Request::get(url)
+                    .header("host", "slow.test")
+                    .body(Default::default())
+                    .unwrap();
+                send(&client, request).await
+            })
+        })
+        .collect();
+    assert!(
+        host.wait_for_log("app=spin"),
+        "the spinners reached their guest"
+    );
+    for _ in 0..20 {
+        let reply = get(&client, &host.url("/hello")).await.unwrap();
+        assert_eq!(reply.status, 200);
+    }
+    assert!(
+        spinners.iter().all(|s| !s.is_finished()),
+        "hello requests were answered while the spinners were still running"
+    );
+    for spinner in spinners {
+        let reply = spinner.await.unwrap().unwrap();
+        assert_eq!(reply.status, 504, "{}", reply.text());
+        let id = reply.request_id().unwrap().to_string();
+        assert!(reply.text().contains(&id));
+        assert!(reply.text().contains("time limit"), "{}", reply.text());
+    }
+    // The host is fine afterwards.
+    assert_eq!(get(&client, &host.url("/hello")).await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_bomb_gets_500_and_the_next_instance_is_fresh() {
+    let host = HostProcess::start(&standard_config()).unwrap();
+    let client = http1_client();
+    for _ in 0..3 {
+        let reply = get(&client, &host.url("/bomb")).await.unwrap();
+        assert_eq!(reply.status, 500, "{}", reply.text());
+        assert!(reply.text().contains("memory limit"), "{}", reply.text());
+        assert!(reply.request_id().is_some());
+    }
+    assert!(host.log().contains("memory limit exceeded"));
+    assert_eq!(get(&client, &host.url("/hello")).await.unwrap().status, 200);
+    assert_eq!(
+        get(&client, &host.url("/counter")).await.unwrap().text(),
+        "1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_panic_gets_500_with_request_id_and_is_logged() {
+    let host = HostProcess::start(&standard_config()).unwrap();
+    let client = http1_client();
+    let reply = get(&client, &host.url("/panic")).await.unwrap();
+    assert_eq!(reply.status, 500);
+    let id = reply.request_id().unwrap().to_string();
+    assert!(reply.text().contains(&id), "{}", reply.text());
+    assert!(host.wait_for_log("this guest panics on purpose"));
+    let log = host.log();
+    let trap_line = log
+        .lines()
+        .find(|l| l.contains("trapped"))
+        .expect("a log line for the trap");
+    assert!(
+        trap_line.contains(&id),
+        "the log line carries the request id: {trap_line}"
+    );
+    assert_eq!(get(&client, &host.url("/hello")).await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn body_over_the_limit_gets_413() {
+    let host = HostProcess::start(&standard_config()).unwrap();
+    let client = http1_client();
+    let big = vec![b'x'; (1 << 20) + 1];
+    // Declared length over the limit: refused before the guest runs.
+    let reply = post(&client, &host.url("/echo"), big.clone())
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 413, "{}", reply.text());
+    assert!(reply.request_id().is_some());
+    // Chunked, no declared length: cut off while streaming. A guest that reads the body
+    // before answering gets the host's 413 …
+    let body = RepeatBody::new(bytes::Bytes::from(vec![b'x'; 64 << 10]), 17);
+    let response = streaming_client()
+        .request(
+            http::Request::post(host.url("/echo/collect"))
+                .body(body)
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    // … and one that already started a streaming answer has it cut short, never completed.
+    let body = RepeatBody::new(bytes::Bytes::from(vec![b'x'; 64 << 10]), 17);
+    let response = streaming_client()
+        .request(http::Request::post(host.url("/echo")).body(body).unwrap())
+        .await
+        .unwrap();
+    let complete = http_body_util::BodyExt::collect(response.into_body()).await;
+    assert!(
+        complete.is_err() || complete.unwrap().to_bytes().len() <= 1 << 20,
+        "no more than the limit is ever echoed"
+    );
+    // Within the limit is fine.
+    let reply = post(&client, &host.url("/echo"), vec![b'y'; 1000])
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body.len(), 1000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_the_concurrency_limit_gets_503() {
+    let config = format!(
+        "[server]\ncode_cache = {}\n[defaults.limits]\nconcurrency = 2\n\
+         [apps.echo]\nroute = \"/\"\ncomponent = {}\n",
+        toml_path(&shared_code_cache()),
+        toml_path(&guest("guest-echo"))
+    );
+    let host = HostProcess::start(&config).unwrap();
+    let client = http1_client();
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let client = client.clone();
+            let url = host.url("/slow?ms=1500");
+            tokio::spawn(async move { get(&client, &url).await })
+        })
+        .collect();
+    assert!(host.wait_for_log("app=echo"));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let reply = get(&client, &host.url("/slow?ms=1")).await.unwrap();
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(reply.headers.get("retry-after").unwrap(), "1");
+    assert!(reply.request_id().is_some());
+    for s in slow {
+        assert_eq!(s.await.unwrap().unwrap().status, 200);
+    }
+    // Permits came back.
+    assert_eq!(
+        get(&client, &host.url("/slow?ms=1")).await.unwrap().status,
+        200
+    );
+}

@@ -1,0 +1,332 @@
+//! Test support: start the real `hostel` binary on a config, talk to it over real HTTP.
+//!
+//! Guests are the real components under `components/` and `tests/guests/`, built by
+//! `scripts/test` before `cargo test` runs (cargo holds its build lock while tests run, so
+//! tests cannot build them themselves).
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the repository")
+        .to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// The `hostel` binary cargo built next to this test executable (or `$HOSTEL_BIN`).
+pub fn hostel_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("HOSTEL_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    let bin = profile_dir.join("hostel");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the tests with `scripts/test` (or `cargo test --workspace`)",
+        bin.display()
+    );
+    bin
+}
+
+/// The built component of a guest crate, e.g. `hello` or `guest-spin`.
+pub fn guest(crate_name: &str) -> PathBuf {
+    let file = format!("{}.wasm", crate_name.replace('-', "_"));
+    let path = target_dir()
+        .join("wasm32-wasip2")
+        .join("release")
+        .join(file);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the guests first (`scripts/build-guests`, which `scripts/test` runs)",
+        path.display()
+    );
+    path
+}
+
+/// A compiled-code cache shared by the tests in this run, so each guest compiles once.
+pub fn shared_code_cache() -> PathBuf {
+    target_dir().join("e2e-code-cache")
+}
+
+/// A TOML string literal for a path.
+pub fn toml_path(path: &Path) -> String {
+    format!("{:?}", path.display().to_string())
+}
+
+/// A running `hostel serve`, killed when dropped.
+pub struct HostProcess {
+    child: Child,
+    pub addr: String,
+    log: Arc<Mutex<String>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl HostProcess {
+    /// Writes `config` into a fresh folder (as `hostel.toml`) and serves it on a free port.
+    /// A `[server]` section without `listen` is fine: the port is chosen with `--listen`.
+    pub fn start(config: &str) -> Result<HostProcess> {
+        let dir = tempfile::tempdir()?;
+        Self::start_in(dir, config)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, config: &str) -> Result<HostProcess> {
+        let config_path = dir.path().join("hostel.toml");
+        std::fs::write(&config_path, config)?;
+        let mut child = Command::new(hostel_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config_path)
+            .env("HOSTEL_LOG", "info,hostel=debug")
+            .env("XDG_CACHE_HOME", dir.path().join("xdg-cache"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start hostel")?;
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("hostel listening on http://") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        // Generous: the first start may compile every guest.
+        match rx.recv_timeout(Duration::from_secs(300)) {
+            Ok(addr) => Ok(HostProcess {
+                child,
+                addr,
+                log,
+                dir,
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait()?;
+                std::thread::sleep(Duration::from_millis(100));
+                bail!(
+                    "hostel did not start ({status}); its log:\n{}",
+                    log.lock().unwrap()
+                )
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the host wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) -> bool {
+        for _ in 0..200 {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        false
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Result<ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("hostel did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Peak resident memory of the host process so far, in bytes (Linux VmHWM).
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `hostel` with arguments to completion (bounded), returning status and stderr.
+pub fn run_hostel(args: &[&str], dir: &Path) -> Result<(ExitStatus, String)> {
+    let mut child = Command::new(hostel_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", dir.join("xdg-cache"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stderr)?;
+    Ok((child.wait()?, stderr))
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        self.headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+    }
+}
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// An HTTP/1.1 keep-alive client.
+pub fn http1_client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// An HTTP/2 client over cleartext (h2c, prior knowledge).
+pub fn http2_client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+pub async fn send(client: &HttpClient, request: http::Request<Full<Bytes>>) -> Result<Reply> {
+    let response = client.request(request).await?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok(Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    })
+}
+
+pub async fn get(client: &HttpClient, url: &str) -> Result<Reply> {
+    let request = http::Request::get(url).body(Full::new(Bytes::new()))?;
+    send(client, request).await
+}
+
+pub async fn post(client: &HttpClient, url: &str, body: impl Into<Bytes>) -> Result<Reply> {
+    let request = http::Request::post(url).body(Full::new(body.into()))?;
+    send(client, request).await
+}
+
+/// `n` GETs of `url` at once (each on the runtime), results in order.
+pub async fn get_concurrently(client: &HttpClient, url: &str, n: usize) -> Vec<Result<Reply>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let client = client.clone();
+            let url = url.to_string();
+            tokio::spawn(async move { get(&client, &url).await })
+        })
+        .collect();
+    let mut replies = Vec::with_capacity(n);
+    for task in tasks {
+        replies.push(task.await.expect("request task panicked"));
+    }
+    replies
+}
+
+/// A request body of `count` copies of `chunk`, produced lazily and sent chunked (no length).
+pub struct RepeatBody {
+    chunk: Bytes,
+    remaining: usize,
+}
+
+impl RepeatBody {
+    pub fn new(chunk: Bytes, count: usize) -> RepeatBody {
+        RepeatBody {
+            chunk,
+            remaining: count,
+        }
+    }
+}
+
+impl http_body::Body for RepeatBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if self.remaining == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        self.remaining -= 1;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(self.chunk.clone()))))
+    }
+}
+
+/// A client whose requests carry a [`RepeatBody`].
+pub fn streaming_client() -> Client<HttpConnector, RepeatBody> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
