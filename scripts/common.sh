@@ -23,7 +23,9 @@ need_rust() {
 # and copies the examples to dist/components/ where the example config expects them.
 build_guests() {
     say "building guest components (wasm32-wasip2, release)"
-    cargo build --release --target wasm32-wasip2 --workspace --exclude hostel --exclude hostel-tests
+    # Every workspace member is a guest except these native ones.
+    cargo build --release --target wasm32-wasip2 --workspace \
+        --exclude hostel --exclude hostel-tests --exclude native-hello
     mkdir -p dist/components
     local dir name
     for dir in components/*/; do

@@ -73,3 +73,29 @@ where
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    fn full(bytes: &'static [u8]) -> Full<Bytes> {
+        Full::new(Bytes::from_static(bytes))
+    }
+
+    #[tokio::test]
+    async fn passes_bodies_within_the_limit() {
+        let (body, exceeded) = LimitedBody::new(full(b"hello"), 5);
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"hello");
+        assert!(!exceeded.load(Ordering::Acquire));
+    }
+
+    #[tokio::test]
+    async fn stops_and_records_a_body_over_the_limit() {
+        let (body, exceeded) = LimitedBody::new(full(b"hello!"), 5);
+        let err = body.collect().await.err().expect("over the limit");
+        assert!(matches!(err, Error::HttpRequestBodySize(Some(5))));
+        assert!(exceeded.load(Ordering::Acquire));
+    }
+}

@@ -14,6 +14,7 @@ pub mod capabilities;
 pub mod code_cache;
 pub mod config;
 pub mod engine;
+pub mod measure;
 pub mod request;
 pub mod request_id;
 pub mod router;

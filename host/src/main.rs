@@ -33,6 +33,21 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Measure the sandbox alone (instantiate + handle + tear down) for an app, no network.
+    Measure {
+        /// The TOML configuration file.
+        #[arg(long, short, default_value = "hostel.toml", env = "HOSTEL_CONFIG")]
+        config: PathBuf,
+        /// Request path (chooses the app).
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// Host header (chooses the tenant).
+        #[arg(long, default_value = "localhost")]
+        host: String,
+        /// Requests to time, one after another.
+        #[arg(long, default_value_t = 10_000)]
+        requests: usize,
+    },
     /// Check a configuration and every component it names, then exit (0 when all is well).
     Check {
         /// The TOML configuration file.
@@ -68,6 +83,12 @@ fn run(command: Command) -> Result<()> {
             println!("{}: ok ({apps} apps)", config.source.display());
             Ok(())
         }
+        Command::Measure {
+            config,
+            path,
+            host,
+            requests,
+        } => measure(&Config::load(&config)?, &host, &path, requests.max(1)),
         Command::Serve { config, listen } => {
             let mut config = Config::load(&config)?;
             if let Some(listen) = listen {
@@ -101,6 +122,24 @@ fn serve(config: Config) -> Result<()> {
         // A line on stdout that scripts and tests can wait for.
         println!("hostel listening on http://{addr}");
         server::serve(listener, host, shutdown_signal(), config.shutdown_grace).await
+    })
+}
+
+fn measure(config: &Config, authority: &str, path: &str, requests: usize) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let host = Host::load(config)?;
+    engine::start_epoch_ticker(host.engine());
+    runtime.block_on(async {
+        // Warm up: first touches of the pool's slots and of the code pages.
+        hostel::measure::sandbox_cost(&host, authority, path, requests.min(500)).await?;
+        let cost = hostel::measure::sandbox_cost(&host, authority, path, requests).await?;
+        println!(
+            "sandbox per request over {} requests: mean {:.1} µs, p50 {:.1} µs, p99 {:.1} µs",
+            cost.requests, cost.mean_us, cost.p50_us, cost.p99_us
+        );
+        Ok(())
     })
 }
 

@@ -25,7 +25,9 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<HyperOutgoingBody>, Infallible> {
     let id = RequestId::next();
-    let span = tracing::info_span!(
+    // At ERROR level so the span is enabled whatever the log filter: every line logged for this
+    // request, warnings from the guest included, carries its id.
+    let span = tracing::error_span!(
         "request",
         id = %id,
         tenant = tracing::field::Empty,

@@ -174,17 +174,37 @@ where
         drop(permit);
         failure
     };
-    let task = tokio::spawn(guest.in_current_span());
-
-    match receiver.await {
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(code)) => Err(Failure::GuestError(code)),
-        // The guest's task ended without a response: find out how.
-        Err(_) => match task.await {
-            Ok(Some(failure)) => Err(failure),
-            Ok(None) => Err(Failure::NoResponse),
-            Err(join) => Err(Failure::Host(format!("guest task failed: {join}"))),
+    // Run the guest right here until it either finishes or hands over response headers. Most
+    // handlers finish within their first poll, so no task is spawned and no thread woken; a
+    // guest still streaming its body after the headers goes on in a task of its own.
+    let mut guest = Box::pin(guest.in_current_span());
+    let mut receiver = receiver;
+    tokio::select! {
+        biased;
+        failure = &mut guest => match receiver.try_recv() {
+            Ok(Ok(response)) => {
+                if let Some(failure) = failure {
+                    tracing::warn!("the guest failed after sending its response headers: {failure:?}");
+                }
+                Ok(response)
+            }
+            Ok(Err(code)) => Err(Failure::GuestError(code)),
+            Err(_) => Err(failure.unwrap_or(Failure::NoResponse)),
         },
+        response = &mut receiver => {
+            tokio::spawn(async move {
+                if let Some(failure) = guest.await {
+                    tracing::warn!("the guest failed while streaming its response: {failure:?}");
+                }
+            });
+            match response {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(code)) => Err(Failure::GuestError(code)),
+                // The sender only goes with the store, at the end of `guest`, which the
+                // biased select above would have seen first.
+                Err(_) => Err(Failure::NoResponse),
+            }
+        }
     }
 }
 

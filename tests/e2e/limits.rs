@@ -158,3 +158,31 @@ async fn over_the_concurrency_limit_gets_503() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_free_sandbox_slot_gets_503_and_the_slot_comes_back() {
+    let config = format!(
+        "[server]\ncode_cache = {}\nmax_instances = 1\n\
+         [apps.echo]\nroute = \"/\"\ncomponent = {}\n",
+        toml_path(&shared_code_cache()),
+        toml_path(&guest("guest-echo"))
+    );
+    let host = HostProcess::start(&config).unwrap();
+    let client = http1_client();
+    let holder = {
+        let client = client.clone();
+        let url = host.url("/slow?ms=1500");
+        tokio::spawn(async move { get(&client, &url).await })
+    };
+    assert!(host.wait_for_log("app=echo"));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let reply = get(&client, &host.url("/slow?ms=1")).await.unwrap();
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(reply.text().contains("sandbox limit"), "{}", reply.text());
+    assert!(reply.request_id().is_some());
+    assert_eq!(holder.await.unwrap().unwrap().status, 200);
+    assert_eq!(
+        get(&client, &host.url("/slow?ms=1")).await.unwrap().status,
+        200
+    );
+}
