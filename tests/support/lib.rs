@@ -124,12 +124,17 @@ impl HostProcess {
         });
         // Generous: the first start may compile every guest.
         match rx.recv_timeout(Duration::from_secs(300)) {
-            Ok(addr) => Ok(HostProcess {
-                child,
-                addr,
-                log,
-                dir,
-            }),
+            Ok(addr) => {
+                let host = HostProcess {
+                    child,
+                    addr,
+                    log,
+                    dir,
+                };
+                // stderr is read by another thread: make sure the startup lines are in.
+                host.wait_for_log("listening on http://");
+                Ok(host)
+            }
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait()?;
