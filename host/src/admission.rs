@@ -94,7 +94,9 @@ mod tests {
     #[tokio::test]
     async fn stops_and_records_a_body_over_the_limit() {
         let (body, exceeded) = LimitedBody::new(full(b"hello!"), 5);
-        let err = body.collect().await.err().expect("over the limit");
+        let Err(err) = body.collect().await else {
+            panic!("a body over the limit must fail");
+        };
         assert!(matches!(err, Error::HttpRequestBodySize(Some(5))));
         assert!(exceeded.load(Ordering::Acquire));
     }
