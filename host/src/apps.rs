@@ -45,45 +45,69 @@ pub struct App {
     pub cache: CacheOutcome,
 }
 
-impl App {
-    /// Loads `wasm` from `path`; errors say which file and why, in terms a guest author can act on.
-    pub fn load(
-        engine: &Engine,
-        linker: &Linker<SandboxState>,
-        cache: &CodeCache,
-        tenant: Arc<TenantRuntime>,
-        name: &str,
-        route: &str,
-        path: &Path,
-    ) -> Result<App> {
-        let wasm =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        Self::from_bytes(engine, linker, cache, tenant, name, route, &wasm)
-            .with_context(|| format!("component {}", path.display()))
+/// Where a component's bytes come from.
+pub enum Source<'a> {
+    File(&'a Path),
+    Bytes(&'a [u8]),
+}
+
+/// Turns components into ready apps: everything a load needs that outlives one app.
+pub struct AppLoader {
+    engine: Engine,
+    linker: Linker<SandboxState>,
+    cache: CodeCache,
+}
+
+impl AppLoader {
+    pub fn new(engine: &Engine, code_cache: &Path) -> Result<AppLoader> {
+        Ok(AppLoader {
+            engine: engine.clone(),
+            linker: crate::capabilities::linker(engine)?,
+            cache: CodeCache::new(code_cache, engine)?,
+        })
     }
 
-    pub fn from_bytes(
-        engine: &Engine,
-        linker: &Linker<SandboxState>,
-        cache: &CodeCache,
+    /// Compiles (or takes from the cache), links and pre-instantiates a component. Errors say
+    /// which file and why, in terms a guest author can act on.
+    pub fn load(
+        &self,
         tenant: Arc<TenantRuntime>,
         name: &str,
         route: &str,
-        wasm: &[u8],
+        source: Source<'_>,
     ) -> Result<App> {
-        let (component, outcome) = cache.component(engine, wasm)?;
-        let instance_pre = linker
+        let read;
+        let wasm = match source {
+            Source::Bytes(bytes) => bytes,
+            Source::File(path) => {
+                read = std::fs::read(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                &read[..]
+            }
+        };
+        let describe = || match source {
+            Source::File(path) => format!("component {}", path.display()),
+            Source::Bytes(_) => "component".to_string(),
+        };
+        let (component, outcome) = self
+            .cache
+            .component(&self.engine, wasm)
+            .with_context(describe)?;
+        let instance_pre = self
+            .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
-            .context("it imports something this host does not provide")?;
+            .context("it imports something this host does not provide")
+            .with_context(describe)?;
         let pre = ProxyPre::new(instance_pre)
             .map_err(anyhow::Error::from)
-            .context("it does not export `wasi:http/incoming-handler@0.2.x`: is it an HTTP handler (the `wasi:http/proxy` world)?")?;
+            .context("it does not export `wasi:http/incoming-handler@0.2.x`: is it an HTTP handler (the `wasi:http/proxy` world)?")
+            .with_context(describe)?;
         Ok(App {
             name: name.to_string(),
             route: route.to_string(),
             tenant,
-            engine: engine.clone(),
+            engine: self.engine.clone(),
             pre,
             cache: outcome,
         })

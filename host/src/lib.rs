@@ -22,8 +22,7 @@ pub mod sandbox;
 pub mod server;
 
 use anyhow::{Context, Result};
-use apps::{App, TenantRuntime};
-use code_cache::CodeCache;
+use apps::{AppLoader, Source, TenantRuntime};
 use config::Config;
 use engine::EngineSizing;
 use router::Router;
@@ -50,25 +49,22 @@ impl Host {
             max_instances: config.max_instances,
             max_memory,
         })?;
-        let cache = CodeCache::new(&config.code_cache, &engine)?;
-        let linker = capabilities::linker(&engine)?;
+        let loader = AppLoader::new(&engine, &config.code_cache)?;
 
         let mut router = Router::default();
         for tenant in &config.tenants {
             let runtime = TenantRuntime::new(tenant);
             for app in &tenant.apps {
-                let loaded = App::load(
-                    &engine,
-                    &linker,
-                    &cache,
-                    runtime.clone(),
-                    &app.name,
-                    &app.route,
-                    &app.component,
-                )
-                .with_context(|| {
-                    format!("{}: key `{}.component`", config.source.display(), app.key)
-                })?;
+                let loaded = loader
+                    .load(
+                        runtime.clone(),
+                        &app.name,
+                        &app.route,
+                        Source::File(&app.component),
+                    )
+                    .with_context(|| {
+                        format!("{}: key `{}.component`", config.source.display(), app.key)
+                    })?;
                 tracing::info!(
                     tenant = %tenant.name,
                     app = %app.name,

@@ -129,68 +129,52 @@ async fn route_and_run(
 }
 
 fn failure_response(failure: Failure, app: &str, id: RequestId) -> Response<HyperOutgoingBody> {
-    match failure {
-        Failure::Timeout(limit) => {
-            tracing::warn!("app {app} stopped at its deadline of {limit:?}");
-            host_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                &format!("the app did not finish within its time limit of {limit:?}"),
-                id,
-            )
-        }
-        Failure::MemoryLimit(detail) => {
-            tracing::warn!("app {app} stopped: {detail}");
-            host_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the app exceeded its memory limit",
-                id,
-            )
-        }
-        Failure::Overloaded(detail) => {
-            tracing::warn!("no sandbox slot free: {detail}");
-            let mut response = host_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the host is at its sandbox limit; try again",
-                id,
-            );
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            response
-        }
-        Failure::Trap(detail) => {
-            tracing::warn!("app {app} trapped: {detail}");
-            host_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the app crashed (wasm trap); see the host log for this request id",
-                id,
-            )
-        }
-        Failure::GuestError(code) => {
-            tracing::warn!("app {app} answered with an error instead of a response: {code:?}");
-            host_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("the app failed: {code:?}"),
-                id,
-            )
-        }
-        Failure::NoResponse => {
-            tracing::warn!("app {app} returned without setting a response");
-            host_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the app returned without a response",
-                id,
-            )
-        }
-        Failure::Host(detail) => {
-            tracing::error!("cannot run app {app}: {detail}");
-            host_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the host could not run the app",
-                id,
-            )
-        }
+    // (status, what the client is told, what the log says)
+    let (status, reason, log) = match failure {
+        Failure::Timeout(limit) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("the app did not finish within its time limit of {limit:?}"),
+            format!("app {app} stopped at its deadline of {limit:?}"),
+        ),
+        Failure::MemoryLimit(detail) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the app exceeded its memory limit".into(),
+            format!("app {app} stopped: {detail}"),
+        ),
+        Failure::Overloaded(detail) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the host is at its sandbox limit; try again".into(),
+            format!("no sandbox slot free: {detail}"),
+        ),
+        Failure::Trap(detail) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the app crashed (wasm trap); see the host log for this request id".into(),
+            format!("app {app} trapped: {detail}"),
+        ),
+        Failure::GuestError(code) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the app failed: {code:?}"),
+            format!("app {app} answered with an error instead of a response: {code:?}"),
+        ),
+        Failure::NoResponse => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the app returned without a response".into(),
+            format!("app {app} returned without setting a response"),
+        ),
+        Failure::Host(detail) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the host could not run the app".into(),
+            format!("cannot run app {app}: {detail}"),
+        ),
+    };
+    tracing::warn!("{log}");
+    let mut response = host_error(status, &reason, id);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }
+    response
 }
 
 fn too_large(limit: u64, id: RequestId) -> Response<HyperOutgoingBody> {

@@ -45,11 +45,7 @@ async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
     let mut host = HostProcess::start(&standard_config()).unwrap();
     let client = http1_client();
     let in_flight: Vec<_> = (0..3)
-        .map(|_| {
-            let client = client.clone();
-            let url = host.url("/echo/slow?ms=1500");
-            tokio::spawn(async move { get(&client, &url).await })
-        })
+        .map(|_| spawn_get(&client, host.url("/echo/slow?ms=1500")))
         .collect();
     assert!(host.wait_for_log("app=echo"));
     tokio::time::sleep(Duration::from_millis(200)).await;

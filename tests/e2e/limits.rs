@@ -55,7 +55,7 @@ async fn memory_bomb_gets_500_and_the_next_instance_is_fresh() {
         assert!(reply.text().contains("memory limit"), "{}", reply.text());
         assert!(reply.request_id().is_some());
     }
-    assert!(host.log().contains("memory limit exceeded"));
+    assert!(host.wait_for_log("memory limit exceeded"));
     assert_eq!(get(&client, &host.url("/hello")).await.unwrap().status, 200);
     assert_eq!(
         get(&client, &host.url("/counter")).await.unwrap().text(),
@@ -72,6 +72,7 @@ async fn guest_panic_gets_500_with_request_id_and_is_logged() {
     let id = reply.request_id().unwrap().to_string();
     assert!(reply.text().contains(&id), "{}", reply.text());
     assert!(host.wait_for_log("this guest panics on purpose"));
+    assert!(host.wait_for_log("trapped"));
     let log = host.log();
     let trap_line = log
         .lines()
@@ -137,11 +138,7 @@ async fn over_the_concurrency_limit_gets_503() {
     let host = HostProcess::start(&config).unwrap();
     let client = http1_client();
     let slow: Vec<_> = (0..2)
-        .map(|_| {
-            let client = client.clone();
-            let url = host.url("/slow?ms=1500");
-            tokio::spawn(async move { get(&client, &url).await })
-        })
+        .map(|_| spawn_get(&client, host.url("/slow?ms=1500")))
         .collect();
     assert!(host.wait_for_log("app=echo"));
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -169,11 +166,7 @@ async fn no_free_sandbox_slot_gets_503_and_the_slot_comes_back() {
     );
     let host = HostProcess::start(&config).unwrap();
     let client = http1_client();
-    let holder = {
-        let client = client.clone();
-        let url = host.url("/slow?ms=1500");
-        tokio::spawn(async move { get(&client, &url).await })
-    };
+    let holder = spawn_get(&client, host.url("/slow?ms=1500"));
     assert!(host.wait_for_log("app=echo"));
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let reply = get(&client, &host.url("/slow?ms=1")).await.unwrap();

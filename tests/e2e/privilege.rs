@@ -21,7 +21,7 @@ async fn by_default_guests_see_no_env_files_or_outbound() {
         .await
         .unwrap();
     assert_eq!(reply.text(), "error: ErrorCode::HttpRequestDenied");
-    assert!(host.log().contains("outbound request denied"));
+    assert!(host.wait_for_log("outbound request denied"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -284,15 +284,15 @@ pub async fn post(client: &HttpClient, url: &str, body: impl Into<Bytes>) -> Res
     send(client, request).await
 }
 
+/// Starts a GET of `url` in the background; await the handle for the reply.
+pub fn spawn_get(client: &HttpClient, url: String) -> tokio::task::JoinHandle<Result<Reply>> {
+    let client = client.clone();
+    tokio::spawn(async move { get(&client, &url).await })
+}
+
 /// `n` GETs of `url` at once (each on the runtime), results in order.
 pub async fn get_concurrently(client: &HttpClient, url: &str, n: usize) -> Vec<Result<Reply>> {
-    let tasks: Vec<_> = (0..n)
-        .map(|_| {
-            let client = client.clone();
-            let url = url.to_string();
-            tokio::spawn(async move { get(&client, &url).await })
-        })
-        .collect();
+    let tasks: Vec<_> = (0..n).map(|_| spawn_get(client, url.to_string())).collect();
     let mut replies = Vec::with_capacity(n);
     for task in tasks {
         replies.push(task.await.expect("request task panicked"));
