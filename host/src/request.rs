@@ -33,16 +33,14 @@ pub async fn handle(
         tenant = tracing::field::Empty,
         app = tracing::field::Empty
     );
+    let id_header = HeaderValue::from_str(&id.to_string()).expect("request ids are ASCII");
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let started = Instant::now();
-    let mut response = route_and_run(&host, request, id)
+    let mut response = route_and_run(&host, request, id, &id_header)
         .instrument(span.clone())
         .await;
-    response.headers_mut().insert(
-        REQUEST_ID_HEADER,
-        HeaderValue::from_str(&id.to_string()).expect("request ids are ASCII"),
-    );
+    response.headers_mut().insert(REQUEST_ID_HEADER, id_header);
     let status = response.status();
     let ms = started.elapsed().as_secs_f64() * 1e3;
     span.in_scope(|| {
@@ -59,6 +57,7 @@ async fn route_and_run(
     host: &Host,
     mut request: Request<Incoming>,
     id: RequestId,
+    id_header: &HeaderValue,
 ) -> Response<HyperOutgoingBody> {
     let authority = request
         .uri()
@@ -110,10 +109,10 @@ async fn route_and_run(
     if declared.is_some_and(|len| len > limits.request_body) {
         return too_large(limits.request_body, id);
     }
-    request.headers_mut().insert(
-        REQUEST_ID_HEADER,
-        HeaderValue::from_str(&id.to_string()).expect("request ids are ASCII"),
-    );
+    // The guest sees the same id, to put in its own logs or pass on.
+    request
+        .headers_mut()
+        .insert(REQUEST_ID_HEADER, id_header.clone());
     let (parts, body) = request.into_parts();
     let (body, exceeded) = LimitedBody::new(body, limits.request_body);
     let request = Request::from_parts(parts, body);

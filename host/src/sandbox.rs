@@ -146,17 +146,17 @@ where
     });
 
     let (sender, receiver) = oneshot::channel();
-    let http = store.data_mut();
-    let setup = http
-        .http()
+    let host_failure = |e: wasmtime::Error| Failure::Host(format!("{e:#}"));
+    let req = (store.data_mut().http())
         .new_incoming_request(Scheme::Http, request)
-        .and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(sender)?)));
-    let (req, out) = setup.map_err(|e| Failure::Host(format!("{e:#}")))?;
+        .map_err(host_failure)?;
+    let out = (store.data_mut().http())
+        .new_response_outparam(sender)
+        .map_err(host_failure)?;
 
-    let pre = app.pre.clone();
     let guest = async move {
         let call = async {
-            let proxy = pre.instantiate_async(&mut store).await?;
+            let proxy = app.pre.instantiate_async(&mut store).await?;
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, req, out)
