@@ -1,6 +1,7 @@
 //! Loading apps: each configured component is compiled (or taken from the code cache),
 //! linked and pre-instantiated once, so the request path only instantiates.
 
+use crate::capabilities::outbound_http::OutboundClient;
 use crate::capabilities::wasi::WasiGrants;
 use crate::code_cache::{CacheOutcome, CodeCache};
 use crate::config::{self, Limits, OutboundRule};
@@ -20,6 +21,8 @@ pub struct TenantRuntime {
     /// One permit per request in flight; requests that find none get 503.
     pub admission: Arc<Semaphore>,
     pub outbound: Arc<[OutboundRule]>,
+    /// The tenant's own pooled outbound HTTP client: no connection is shared between tenants.
+    pub http_client: OutboundClient,
     pub wasi: WasiGrants,
 }
 
@@ -30,6 +33,7 @@ impl TenantRuntime {
             limits: tenant.limits,
             admission: Arc::new(Semaphore::new(tenant.limits.concurrency as usize)),
             outbound: tenant.outbound.clone().into(),
+            http_client: OutboundClient::new(),
             wasi: WasiGrants::from_tenant(tenant),
         })
     }

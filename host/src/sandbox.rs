@@ -123,7 +123,7 @@ where
         wasi,
         http: WasiHttpCtx::new(),
         table: ResourceTable::new(),
-        outbound: OutboundHttp::new(tenant.outbound.clone()),
+        outbound: OutboundHttp::new(tenant.outbound.clone(), tenant.http_client.clone()),
         memory: MemoryLimit {
             bytes: usize::try_from(tenant.limits.memory).unwrap_or(usize::MAX),
             exceeded: false,

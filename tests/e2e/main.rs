@@ -6,6 +6,7 @@ mod compat;
 mod config_errors;
 mod lifecycle;
 mod limits;
+mod outbound;
 mod privilege;
 mod protocol;
 mod serving;

@@ -26,25 +26,7 @@ async fn by_default_guests_see_no_env_files_or_outbound() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn grants_open_exactly_what_they_name() {
-    let granted = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let granted_addr = granted.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = granted.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                        http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
-                    ))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    let (granted_addr, _) = counting_server().await;
     let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let files = tempfile::tempdir().unwrap();
     std::fs::write(files.path().join("a.txt"), "a").unwrap();
