@@ -3,7 +3,7 @@
 
 use crate::capabilities::outbound_http::OutboundClient;
 use crate::capabilities::wasi::WasiGrants;
-use crate::code_cache::{CacheOutcome, CodeCache};
+use crate::code_cache::CodeCache;
 use crate::config::{self, Limits, OutboundRule};
 use crate::sandbox::SandboxState;
 use anyhow::{Context, Result};
@@ -46,7 +46,6 @@ pub struct App {
     pub tenant: Arc<TenantRuntime>,
     pub engine: Engine,
     pub pre: ProxyPre<SandboxState>,
-    pub cache: CacheOutcome,
 }
 
 /// Where a component's bytes come from.
@@ -93,7 +92,7 @@ impl AppLoader {
             Source::File(path) => format!("component {}", path.display()),
             Source::Bytes(_) => "component".to_string(),
         };
-        let (component, outcome) = self
+        let (component, _) = self
             .cache
             .component(&self.engine, wasm)
             .with_context(describe)?;
@@ -113,7 +112,6 @@ impl AppLoader {
             tenant,
             engine: self.engine.clone(),
             pre,
-            cache: outcome,
         })
     }
 }

@@ -119,3 +119,40 @@ fn check_is_component(wasm: &[u8]) -> Result<()> {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest valid component: the header alone.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00";
+
+    #[test]
+    fn second_load_hits_and_a_damaged_entry_is_recompiled() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::default();
+        let cache = CodeCache::new(dir.path(), &engine).unwrap();
+        let (_, first) = cache.component(&engine, EMPTY_COMPONENT).unwrap();
+        assert_eq!(first, CacheOutcome::Miss);
+        let (_, second) = cache.component(&engine, EMPTY_COMPONENT).unwrap();
+        assert_eq!(second, CacheOutcome::Hit);
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
+        }
+        let (_, third) = cache.component(&engine, EMPTY_COMPONENT).unwrap();
+        assert_eq!(third, CacheOutcome::Miss);
+        let (_, fourth) = cache.component(&engine, EMPTY_COMPONENT).unwrap();
+        assert_eq!(fourth, CacheOutcome::Hit);
+    }
+
+    #[test]
+    fn tells_modules_and_garbage_from_components() {
+        let engine = Engine::default();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CodeCache::new(dir.path(), &engine).unwrap();
+        let module = cache.component(&engine, b"\0asm\x01\0\0\0").err().unwrap();
+        assert!(module.to_string().contains("core WebAssembly module"));
+        let garbage = cache.component(&engine, b"hello").err().unwrap();
+        assert!(garbage.to_string().contains("not a WebAssembly file"));
+    }
+}
