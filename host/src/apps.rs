@@ -1,12 +1,14 @@
 //! Loading apps: each configured component is compiled (or taken from the code cache),
 //! linked and pre-instantiated once, so the request path only instantiates.
 
+use crate::capabilities::keyvalue::{EmbeddedStore, KeyValueGrants};
 use crate::capabilities::outbound_http::OutboundClient;
 use crate::capabilities::wasi::WasiGrants;
 use crate::code_cache::CodeCache;
 use crate::config::{self, Limits, OutboundRule};
 use crate::sandbox::SandboxState;
 use anyhow::{Context, Result};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -23,17 +25,28 @@ pub struct TenantRuntime {
     pub outbound: Arc<[OutboundRule]>,
     /// The tenant's own pooled outbound HTTP client: no connection is shared between tenants.
     pub http_client: OutboundClient,
+    pub keyvalue: KeyValueGrants,
     pub wasi: WasiGrants,
 }
 
 impl TenantRuntime {
-    pub fn new(tenant: &config::Tenant) -> Arc<TenantRuntime> {
+    /// `stores` are the host's open key-value stores, by name.
+    pub fn new(
+        tenant: &config::Tenant,
+        stores: &HashMap<String, Arc<EmbeddedStore>>,
+    ) -> Arc<TenantRuntime> {
+        let granted = tenant
+            .stores
+            .iter()
+            .filter_map(|name| Some((name.clone(), stores.get(name)?.clone())))
+            .collect();
         Arc::new(TenantRuntime {
             name: tenant.name.clone(),
             limits: tenant.limits,
             admission: Arc::new(Semaphore::new(tenant.limits.concurrency as usize)),
             outbound: tenant.outbound.clone().into(),
             http_client: OutboundClient::new(),
+            keyvalue: KeyValueGrants::new(&tenant.name, granted),
             wasi: WasiGrants::from_tenant(tenant),
         })
     }

@@ -30,6 +30,20 @@ pub struct ConfigFile {
     pub grants: GrantsSection,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantSection>,
+    /// Key-value stores guests may be granted, by name.
+    #[serde(default)]
+    pub stores: BTreeMap<String, StoreSection>,
+}
+
+/// A key-value store held by the host.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum StoreSection {
+    /// Persistent on local disk, no server needed.
+    Embedded {
+        /// The database file, relative to the config file.
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +140,9 @@ pub struct GrantsSection {
     /// Host folders visible to guests: guest path → host folder (read-only).
     #[serde(default)]
     pub files: BTreeMap<String, PathBuf>,
+    /// Key-value stores (names from `[stores]`) guests may open.
+    #[serde(default)]
+    pub stores: Vec<String>,
 }
 
 /// Built-in defaults, used where neither the tenant nor `[defaults.limits]` says otherwise.
@@ -163,6 +180,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub max_instances: u32,
     pub tenants: Vec<Tenant>,
+    /// Key-value stores: name → database file.
+    pub stores: BTreeMap<String, PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -173,6 +192,8 @@ pub struct Tenant {
     pub outbound: Vec<OutboundRule>,
     pub env: Vec<(String, String)>,
     pub files: Vec<(String, PathBuf)>,
+    /// Names of the key-value stores granted.
+    pub stores: Vec<String>,
     pub apps: Vec<App>,
 }
 
@@ -211,6 +232,11 @@ impl Config {
 impl ConfigFile {
     fn resolve(self, source: &Path, base: &Path) -> Result<Config> {
         let defaults = &self.defaults.limits;
+        let stores: BTreeMap<String, PathBuf> = self
+            .stores
+            .into_iter()
+            .map(|(name, StoreSection::Embedded { path })| (name, base.join(path)))
+            .collect();
         let mut tenants = Vec::new();
 
         if !self.apps.is_empty() || self.tenants.is_empty() {
@@ -230,6 +256,7 @@ impl ConfigFile {
         } else if !self.grants.outbound.is_empty()
             || !self.grants.env.is_empty()
             || !self.grants.files.is_empty()
+            || !self.grants.stores.is_empty()
         {
             bail!(
                 "key `grants`: top-level grants apply to the default tenant, but this file \
@@ -241,6 +268,16 @@ impl ConfigFile {
             tenants.push(resolve_tenant(&name, &key, section, defaults, base)?);
         }
         check_routes_unique(&tenants)?;
+        for tenant in &tenants {
+            for store in &tenant.stores {
+                if !stores.contains_key(store) {
+                    bail!(
+                        "tenant {:?} is granted store {store:?}, but there is no [stores.{store}] section",
+                        tenant.name
+                    );
+                }
+            }
+        }
 
         let code_cache = match self.server.code_cache {
             Some(dir) => base.join(dir),
@@ -256,6 +293,7 @@ impl ConfigFile {
             shutdown_grace: self.server.shutdown_grace.0,
             max_instances: self.server.max_instances,
             tenants,
+            stores,
         })
     }
 }
@@ -323,6 +361,7 @@ fn resolve_tenant(
         outbound,
         env: section.grants.env.into_iter().collect(),
         files,
+        stores: section.grants.stores,
         apps,
     })
 }
@@ -532,6 +571,19 @@ mod tests {
         let msg = format!("{err:#}");
         assert!(msg.contains("apps.hello.component"), "{msg}");
         assert!(msg.contains("nope.wasm"), "{msg}");
+    }
+
+    #[test]
+    fn granted_stores_must_be_declared() {
+        let err = parse("[grants]\nstores = [\"cache\"]\n").unwrap_err();
+        assert!(format!("{err:#}").contains("[stores.cache]"), "{err:#}");
+        let config =
+            parse("[stores.cache]\nkind = \"embedded\"\npath = \"kv.redb\"\n[grants]\nstores = [\"cache\"]\n")
+                .unwrap();
+        assert_eq!(config.stores["cache"], Path::new("/nonexistent/kv.redb"));
+        assert_eq!(config.tenants[0].stores, ["cache"]);
+        let err = parse("[stores.x]\nkind = \"memcached\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("memcached"), "{err:#}");
     }
 
     #[test]

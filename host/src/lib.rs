@@ -23,9 +23,11 @@ pub mod server;
 
 use anyhow::{Context, Result};
 use apps::{AppLoader, Source, TenantRuntime};
+use capabilities::keyvalue::EmbeddedStore;
 use config::Config;
 use engine::EngineSizing;
 use router::Router;
+use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime::Engine;
 
@@ -51,9 +53,16 @@ impl Host {
         })?;
         let loader = AppLoader::new(&engine, &config.code_cache)?;
 
+        let mut stores = HashMap::new();
+        for (name, path) in &config.stores {
+            let store = EmbeddedStore::open(path)
+                .with_context(|| format!("{}: key `stores.{name}`", config.source.display()))?;
+            stores.insert(name.clone(), store);
+        }
+
         let mut router = Router::default();
         for tenant in &config.tenants {
-            let runtime = TenantRuntime::new(tenant);
+            let runtime = TenantRuntime::new(tenant, &stores);
             for app in &tenant.apps {
                 let loaded = loader
                     .load(

@@ -3,6 +3,7 @@
 //! guest held dropped with the store — after a normal return, a trap or a timeout alike.
 
 use crate::apps::App;
+use crate::capabilities::keyvalue::KeyValueGrants;
 use crate::capabilities::outbound_http::OutboundHttp;
 use hyper::body::Bytes;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// The data of a request's `Store`: request-lifetime state of every capability.
 pub struct SandboxState {
+    app: Arc<App>,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
@@ -25,6 +27,13 @@ pub struct SandboxState {
     memory: MemoryLimit,
     deadline: Instant,
     timed_out: bool,
+}
+
+impl SandboxState {
+    /// The tenant's key-value grants and the resource table, borrowed together.
+    pub fn keyvalue_parts(&mut self) -> (&KeyValueGrants, &mut ResourceTable) {
+        (&self.app.tenant.keyvalue, &mut self.table)
+    }
 }
 
 impl WasiView for SandboxState {
@@ -120,6 +129,7 @@ where
         .build(&span)
         .map_err(|e| Failure::Host(format!("{e:#}")))?;
     let state = SandboxState {
+        app: app.clone(),
         wasi,
         http: WasiHttpCtx::new(),
         table: ResourceTable::new(),

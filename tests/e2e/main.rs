@@ -4,6 +4,7 @@
 
 mod compat;
 mod config_errors;
+mod keyvalue;
 mod lifecycle;
 mod limits;
 mod outbound;

@@ -147,6 +147,24 @@ impl HostProcess {
         }
     }
 
+    /// Stops the host (SIGKILL when `kill_9`, else SIGTERM and a clean exit) and starts it again
+    /// on the same folder and config: for persistence and crash tests.
+    pub fn restart(mut self, kill_9: bool) -> Result<HostProcess> {
+        if kill_9 {
+            self.child.kill()?;
+            self.child.wait()?;
+        } else {
+            self.signal(libc::SIGTERM);
+            let status = self.wait_exit(Duration::from_secs(30))?;
+            if !status.success() {
+                bail!("hostel exited with {status} on SIGTERM");
+            }
+        }
+        let config = std::fs::read_to_string(self.dir.path().join("hostel.toml"))?;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir()?);
+        HostProcess::start_in(dir, &config)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

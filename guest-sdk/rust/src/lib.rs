@@ -20,6 +20,7 @@
 extern crate self as hostel_guest;
 
 pub mod http;
+pub mod kv;
 
 pub use http::{BodyReader, BodyWriter, IntoResponse, Request, Response};
 

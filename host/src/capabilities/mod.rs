@@ -6,6 +6,7 @@
 //! error at call time, so one component binary runs under any grant set.
 
 pub mod guest_log;
+pub mod keyvalue;
 pub mod outbound_http;
 pub mod wasi;
 
@@ -14,11 +15,12 @@ use anyhow::Result;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
-/// The linker shared by all apps: WASI 0.2 (cli, clocks, random, io, filesystem, sockets)
-/// and `wasi:http`. Guests built against any 0.2.x release link against it.
+/// The linker shared by all apps: WASI 0.2 (cli, clocks, random, io, filesystem, sockets),
+/// `wasi:http` and `wasi:keyvalue`. Guests built against any 0.2.x release link against it.
 pub fn linker(engine: &Engine) -> Result<Linker<SandboxState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    keyvalue::add_to_linker(&mut linker)?;
     Ok(linker)
 }

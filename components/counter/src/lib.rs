@@ -1,0 +1,28 @@
+//! A visit counter on the host's key-value store: every GET adds one to the count of its path
+//! and answers the new count; `?peek` answers without counting; DELETE resets.
+
+use hostel_guest::kv::Bucket;
+use hostel_guest::{Request, Response};
+
+fn counter(req: Request) -> Response {
+    let bucket = match Bucket::open("default") {
+        Ok(bucket) => bucket,
+        Err(e) => return Response::text(500, format!("cannot open the store: {e:?}\n")),
+    };
+    let key = format!("visits:{}", req.path());
+    let result = match (req.method(), req.query()) {
+        ("GET", Some("peek")) => bucket.get(&key).map(|v| {
+            v.and_then(|bytes| String::from_utf8(bytes).ok())
+                .unwrap_or_else(|| "0".into())
+        }),
+        ("GET", _) => bucket.increment(&key, 1).map(|n| n.to_string()),
+        ("DELETE", _) => bucket.delete(&key).map(|()| "0".into()),
+        _ => return Response::text(405, "use GET or DELETE\n"),
+    };
+    match result {
+        Ok(count) => Response::text(200, format!("{count}\n")),
+        Err(e) => Response::text(500, format!("store error: {e:?}\n")),
+    }
+}
+
+hostel_guest::http_handler!(counter);
