@@ -1,11 +1,12 @@
 //! Outbound HTTP goes through one pooled keep-alive client per tenant.
 
 use hostel_tests::*;
-use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn outbound_calls_reuse_pooled_connections_per_tenant() {
-    let (server, accepted) = counting_server().await;
+    let upstream = Upstream::start(Duration::ZERO).await;
+    let server = upstream.addr;
     let probe = toml_path(&guest("guest-probe"));
     let config = format!(
         "[server]\ncode_cache = {cache}\n\
@@ -28,7 +29,7 @@ async fn outbound_calls_reuse_pooled_connections_per_tenant() {
         assert_eq!(call("a.test").await.unwrap().text(), "status: 200");
     }
     assert_eq!(
-        accepted.load(Ordering::SeqCst),
+        upstream.accepted(),
         1,
         "100 sequential outbound calls, each from a fresh sandbox, share one pooled connection"
     );
@@ -36,8 +37,47 @@ async fn outbound_calls_reuse_pooled_connections_per_tenant() {
         assert_eq!(call("b.test").await.unwrap().text(), "status: 200");
     }
     assert_eq!(
-        accepted.load(Ordering::SeqCst),
+        upstream.accepted(),
         2,
         "tenant b has its own pool: one more connection, never tenant a's"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aggregator_fans_out_concurrently_over_pooled_connections() {
+    let upstream = Upstream::start(Duration::from_millis(50)).await;
+    let server = upstream.addr;
+    let urls: Vec<String> = (0..5)
+        .map(|i| format!("http://{server}/item/{i}"))
+        .collect();
+    let config = format!(
+        "[server]\ncode_cache = {cache}\n\
+         [grants]\noutbound = [\"http://{server}\"]\nenv = {{ UPSTREAMS = \"{urls}\" }}\n\
+         [apps.aggregator]\nroute = \"/\"\ncomponent = {aggregator}\n",
+        cache = toml_path(&shared_code_cache()),
+        urls = urls.join(","),
+        aggregator = toml_path(&guest("aggregator")),
+    );
+    let host = HostProcess::start(&config).unwrap();
+    let client = http1_client();
+    for _ in 0..10 {
+        let reply = get(&client, &host.url("/")).await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let text = reply.text();
+        for i in 0..5 {
+            let expected =
+                format!(r#""url":"http://{server}/item/{i}","status":200,"body":"ok /item/{i}""#);
+            assert!(text.contains(&expected), "{text}");
+        }
+    }
+    assert!(
+        upstream.max_in_flight() >= 2,
+        "the five upstream calls overlapped (max in flight {})",
+        upstream.max_in_flight()
+    );
+    assert!(
+        upstream.accepted() <= 5,
+        "50 outbound calls, at most 5 at a time, reuse pooled connections: {} accepted",
+        upstream.accepted()
     );
 }

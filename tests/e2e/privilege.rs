@@ -3,6 +3,7 @@
 
 use crate::standard_config;
 use hostel_tests::*;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn by_default_guests_see_no_env_files_or_outbound() {
@@ -26,7 +27,7 @@ async fn by_default_guests_see_no_env_files_or_outbound() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn grants_open_exactly_what_they_name() {
-    let (granted_addr, _) = counting_server().await;
+    let granted_addr = Upstream::start(Duration::ZERO).await.addr;
     let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let files = tempfile::tempdir().unwrap();
     std::fs::write(files.path().join("a.txt"), "a").unwrap();

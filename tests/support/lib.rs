@@ -354,27 +354,61 @@ pub fn streaming_client() -> Client<HttpConnector, RepeatBody> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-/// A local HTTP/1.1 keep-alive server answering "ok"; returns its address and a counter of
-/// accepted TCP connections.
-pub async fn counting_server() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                        http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
-                    ))
+/// A local HTTP/1.1 keep-alive upstream for outbound tests: answers `ok <path>` after `delay`,
+/// and counts accepted TCP connections and the most requests it had in flight at once.
+pub struct Upstream {
+    pub addr: std::net::SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    max_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Upstream {
+    pub async fn start(delay: Duration) -> Upstream {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let max_in_flight = Arc::new(AtomicUsize::new(0));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let (acc, max) = (accepted.clone(), max_in_flight.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                acc.fetch_add(1, SeqCst);
+                let (max, in_flight) = (max.clone(), in_flight.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: http::Request<_>| {
+                        let (max, in_flight) = (max.clone(), in_flight.clone());
+                        async move {
+                            let now = in_flight.fetch_add(1, SeqCst) + 1;
+                            max.fetch_max(now, SeqCst);
+                            tokio::time::sleep(delay).await;
+                            in_flight.fetch_sub(1, SeqCst);
+                            let body = format!("ok {}", req.uri().path());
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::from(body),
+                            )))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
+            }
+        });
+        Upstream {
+            addr,
+            accepted,
+            max_in_flight,
         }
-    });
-    (addr, accepted)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The most requests this server was handling at the same moment.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }

@@ -21,6 +21,7 @@ extern crate self as hostel_guest;
 
 pub mod http;
 pub mod kv;
+pub mod outbound;
 
 pub use http::{BodyReader, BodyWriter, IntoResponse, Request, Response};
 
