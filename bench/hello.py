@@ -73,19 +73,35 @@ def run_wrk(port: int, connections: int, duration: int, pinned: bool) -> dict:
             "errors": errors.group(1).strip() if errors else ""}
 
 
+def service_env() -> dict:
+    """The environment servers run with: as a service would, without backtrace capture on every
+    error value."""
+    return {k: v for k, v in os.environ.items() if k not in ("RUST_BACKTRACE", "RUST_LIB_BACKTRACE")}
+
+
+def add_common_args(ap: argparse.ArgumentParser) -> None:
+    """The binaries and settings every benchmark driver takes (bench/run passes them)."""
+    ap.add_argument("--hostel", required=True)
+    ap.add_argument("--native", required=True)
+    ap.add_argument("--wasmtime", required=True)
+    ap.add_argument("--component", required=True)
+    ap.add_argument("--duration", type=int, default=10)
+
+
 class Server:
     def __init__(self, name: str, argv_for_port):
         self.name = name
         self.argv_for_port = argv_for_port
 
-    def measure(self, connections: int, duration: int, pinned: bool) -> dict:
+    def measure(self, connections: int, duration: int, pinned: bool, after=None) -> dict:
+        """Starts the server, warms it up, loads it with wrk and stops it. `after(port)` may add
+        figures of its own while the server still runs."""
         port = free_port()
         argv = self.argv_for_port(port)
         if pinned:
             argv = ["taskset", "-c", "0"] + argv
-        # As a service would run: no backtrace capture on every error value.
-        env = {k: v for k, v in os.environ.items() if k not in ("RUST_BACKTRACE", "RUST_LIB_BACKTRACE")}
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=service_env())
         try:
             wait_for_port(port, proc)
             run_wrk(port, connections, 2, pinned)  # warm-up
@@ -93,6 +109,8 @@ class Server:
             result = run_wrk(port, connections, duration, pinned)
             result["cores"] = (cpu_seconds(proc.pid) - cpu_before) / duration
             result["rss"] = rss_mib(proc.pid)
+            if after:
+                result.update(after(port))
             return result
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -105,12 +123,8 @@ class Server:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--hostel", required=True)
-    ap.add_argument("--native", required=True)
-    ap.add_argument("--wasmtime", required=True)
+    add_common_args(ap)
     ap.add_argument("--python", required=True)
-    ap.add_argument("--component", required=True)
-    ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--connections", default="32,256")
     ap.add_argument("--modes", default="pinned,unpinned")
@@ -165,11 +179,10 @@ def main() -> None:
                 print(f"| {mode} | {conns} | {server.name} | {s['rps']:.0f}{bad} | {s['p50']:.2f} | "
                       f"{s['p99']:.2f} | {s['cores']:.2f} | {s['rss']:.0f} | {ratio} |")
 
-    env = {k: v for k, v in os.environ.items() if k not in ("RUST_BACKTRACE", "RUST_LIB_BACKTRACE")}
     cost = subprocess.run(
         (["taskset", "-c", "0"] if "pinned" in modes else []) +
         [args.hostel, "measure", "--config", str(config), "--requests", "20000", "--log", "warn"],
-        capture_output=True, text=True, check=True, env=env).stdout.strip()
+        capture_output=True, text=True, check=True, env=service_env()).stdout.strip()
     print(f"\nHostel {cost}")
 
 
