@@ -37,3 +37,16 @@ build_guests() {
         cp "$TARGET_DIR/wasm32-wasip2/release/${name//-/_}.wasm" "dist/components/$name.wasm"
     done
 }
+
+# Test servers the suite starts itself (on free loopback ports, stopped afterwards).
+need_test_servers() {
+    command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && return
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing redis-server (Debian package) for the tests"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+        # The package starts a system service; the tests run their own servers.
+        (service redis-server stop || systemctl stop redis-server) >/dev/null 2>&1 || true
+    else
+        die "redis-server is missing: install it (Debian/Ubuntu: sudo apt-get install redis-server)"
+    fi
+}

@@ -1,7 +1,7 @@
 //! Loading apps: each configured component is compiled (or taken from the code cache),
 //! linked and pre-instantiated once, so the request path only instantiates.
 
-use crate::capabilities::keyvalue::{EmbeddedStore, KeyValueGrants};
+use crate::capabilities::keyvalue::{Backend, KeyValueGrants};
 use crate::capabilities::outbound_http::OutboundClient;
 use crate::capabilities::wasi::WasiGrants;
 use crate::code_cache::CodeCache;
@@ -31,10 +31,7 @@ pub struct TenantRuntime {
 
 impl TenantRuntime {
     /// `stores` are the host's open key-value stores, by name.
-    pub fn new(
-        tenant: &config::Tenant,
-        stores: &HashMap<String, Arc<EmbeddedStore>>,
-    ) -> Arc<TenantRuntime> {
+    pub fn new(tenant: &config::Tenant, stores: &HashMap<String, Backend>) -> Arc<TenantRuntime> {
         let granted = tenant
             .stores
             .iter()

@@ -44,6 +44,18 @@ pub enum StoreSection {
         /// The database file, relative to the config file.
         path: PathBuf,
     },
+    /// A Redis server, shared through one multiplexed connection.
+    Redis {
+        /// `redis://[user:password@]host:port[/db]`
+        url: String,
+    },
+}
+
+/// Where a key-value store lives, after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    Embedded(PathBuf),
+    Redis(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,8 +192,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub max_instances: u32,
     pub tenants: Vec<Tenant>,
-    /// Key-value stores: name → database file.
-    pub stores: BTreeMap<String, PathBuf>,
+    /// Key-value stores by name.
+    pub stores: BTreeMap<String, StoreConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -232,11 +244,19 @@ impl Config {
 impl ConfigFile {
     fn resolve(self, source: &Path, base: &Path) -> Result<Config> {
         let defaults = &self.defaults.limits;
-        let stores: BTreeMap<String, PathBuf> = self
-            .stores
-            .into_iter()
-            .map(|(name, StoreSection::Embedded { path })| (name, base.join(path)))
-            .collect();
+        let mut stores = BTreeMap::new();
+        for (name, section) in self.stores {
+            let store = match section {
+                StoreSection::Embedded { path } => StoreConfig::Embedded(base.join(path)),
+                StoreSection::Redis { url } => {
+                    if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+                        bail!("key `stores.{name}.url`: {url:?} is not a redis:// URL");
+                    }
+                    StoreConfig::Redis(url)
+                }
+            };
+            stores.insert(name, store);
+        }
         let mut tenants = Vec::new();
 
         if !self.apps.is_empty() || self.tenants.is_empty() {
@@ -580,7 +600,10 @@ mod tests {
         let config =
             parse("[stores.cache]\nkind = \"embedded\"\npath = \"kv.redb\"\n[grants]\nstores = [\"cache\"]\n")
                 .unwrap();
-        assert_eq!(config.stores["cache"], Path::new("/nonexistent/kv.redb"));
+        assert_eq!(
+            config.stores["cache"],
+            StoreConfig::Embedded("/nonexistent/kv.redb".into())
+        );
         assert_eq!(config.tenants[0].stores, ["cache"]);
         let err = parse("[stores.x]\nkind = \"memcached\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("memcached"), "{err:#}");

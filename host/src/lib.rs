@@ -23,7 +23,7 @@ pub mod server;
 
 use anyhow::{Context, Result};
 use apps::{AppLoader, Source, TenantRuntime};
-use capabilities::keyvalue::EmbeddedStore;
+use capabilities::keyvalue::Backend;
 use config::Config;
 use engine::EngineSizing;
 use router::Router;
@@ -35,6 +35,7 @@ use wasmtime::Engine;
 pub struct Host {
     engine: Engine,
     router: Router,
+    stores: HashMap<String, Backend>,
 }
 
 impl Host {
@@ -54,10 +55,10 @@ impl Host {
         let loader = AppLoader::new(&engine, &config.code_cache)?;
 
         let mut stores = HashMap::new();
-        for (name, path) in &config.stores {
-            let store = EmbeddedStore::open(path)
+        for (name, store) in &config.stores {
+            let backend = Backend::open(name, store)
                 .with_context(|| format!("{}: key `stores.{name}`", config.source.display()))?;
-            stores.insert(name.clone(), store);
+            stores.insert(name.clone(), backend);
         }
 
         let mut router = Router::default();
@@ -84,7 +85,21 @@ impl Host {
                 router.add(&tenant.hosts, Arc::new(loaded));
             }
         }
-        Ok(Host { engine, router })
+        Ok(Host {
+            engine,
+            router,
+            stores,
+        })
+    }
+
+    /// Connects to server-backed stores now, so that an unreachable server is reported at
+    /// startup; requests keep working for everything else meanwhile.
+    pub async fn warm_up(&self) {
+        for backend in self.stores.values() {
+            if let Backend::Redis(redis) = backend {
+                redis.warm_up().await;
+            }
+        }
     }
 
     pub fn engine(&self) -> &Engine {

@@ -117,6 +117,8 @@ fn serve(config: Config) -> Result<()> {
                     config.source.display()
                 )
             })?;
+        let warming = host.clone();
+        tokio::spawn(async move { warming.warm_up().await });
         let addr = listener.local_addr()?;
         tracing::info!("listening on http://{addr}");
         // A line on stdout that scripts and tests can wait for.

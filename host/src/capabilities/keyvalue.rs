@@ -1,16 +1,22 @@
 //! `wasi:keyvalue` (store, atomics, batch) over host-held stores.
 //!
-//! App-lifetime state: one [`EmbeddedStore`] per configured store — a redb database on local
-//! disk (crash-safe, durable on commit, safe under concurrent requests) opened once at startup.
-//! Request-lifetime state: the buckets a guest opened, in its resource table, dropped with the
-//! sandbox. A tenant sees only the stores it was granted, and its keys live in a table of its
-//! own: no key of another tenant can be named, listed or overwritten.
+//! App-lifetime state: one [`Backend`] per configured store, opened once at startup — the
+//! embedded store on local disk ([`embedded`]) or a Redis server ([`redis`]). Request-lifetime
+//! state: the buckets a guest opened, in its resource table, dropped with the sandbox. A tenant
+//! sees only the stores it was granted, and the host namespaces its keys (a table of its own,
+//! or a key prefix): no key of another tenant can be named, listed or overwritten. Storage
+//! failures reach the guest as `wasi:keyvalue` errors, never as traps.
 
+mod embedded;
+mod redis;
+
+pub use embedded::EmbeddedStore;
+pub use redis::RedisStore;
+
+use crate::config::StoreConfig;
 use crate::sandbox::SandboxState;
 use anyhow::{Context, Result};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
@@ -29,98 +35,125 @@ use bindings::wasi::keyvalue::{atomics, batch, store};
 use store::{Error as KvError, KeyResponse};
 
 /// A key and its value, as `batch.get-many` returns them.
-type Entry = (String, Vec<u8>);
-/// A tenant's keys, opened for reading.
-type ReadTable = redb::ReadOnlyTable<&'static str, &'static [u8]>;
+pub type Entry = (String, Vec<u8>);
 
-/// Keys returned per `list-keys` page.
+/// Keys returned per `list-keys` page (a hint for Redis's SCAN).
 const LIST_PAGE: usize = 1000;
 
-/// A persistent key-value store on local disk.
-pub struct EmbeddedStore {
-    db: redb::Database,
+/// A configured store, shared by every request of every tenant granted it.
+#[derive(Clone)]
+pub enum Backend {
+    Embedded(Arc<EmbeddedStore>),
+    Redis(Arc<RedisStore>),
 }
 
-impl EmbeddedStore {
-    pub fn open(path: &Path) -> Result<Arc<EmbeddedStore>> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create folder {}", parent.display()))?;
-        }
-        let db = redb::Database::create(path)
-            .with_context(|| format!("cannot open the key-value store {}", path.display()))?;
-        Ok(Arc::new(EmbeddedStore { db }))
+impl Backend {
+    /// Opens a configured store; Redis connects lazily (see [`RedisStore::warm_up`]).
+    pub fn open(name: &str, config: &StoreConfig) -> Result<Backend> {
+        Ok(match config {
+            StoreConfig::Embedded(path) => Backend::Embedded(EmbeddedStore::open(path)?),
+            StoreConfig::Redis(url) => Backend::Redis(RedisStore::new(name, url)?),
+        })
     }
 
-    /// A tenant's table for reading; `None` until its first write created it.
-    fn read_table(&self, table: &str) -> Result<Option<ReadTable>> {
-        let txn = self.db.begin_read()?;
-        match txn.open_table(TableDefinition::<&str, &[u8]>::new(table)) {
-            Ok(table) => Ok(Some(table)),
-            Err(TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(e.into()),
+    async fn get(self, ns: Arc<str>, key: String) -> Result<Option<Vec<u8>>> {
+        match self {
+            Backend::Embedded(s) => blocking(move || s.get(&ns, &key)).await,
+            Backend::Redis(r) => r.get(&ns, &key).await,
         }
     }
 
-    fn get(&self, table: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        let Some(table) = self.read_table(table)? else {
-            return Ok(None);
-        };
-        Ok(table.get(key)?.map(|v| v.value().to_vec()))
+    async fn set(self, ns: Arc<str>, key: String, value: Vec<u8>) -> Result<()> {
+        self.set_many(ns, vec![(key, value)]).await
     }
 
-    fn get_many(&self, table: &str, keys: Vec<String>) -> Result<Vec<Option<Entry>>> {
-        let Some(table) = self.read_table(table)? else {
-            return Ok(keys.iter().map(|_| None).collect());
-        };
-        keys.into_iter()
-            .map(|key| {
-                let value = table.get(key.as_str())?.map(|v| v.value().to_vec());
-                Ok(value.map(|v| (key, v)))
-            })
-            .collect()
-    }
-
-    fn list_keys(&self, table: &str, skip: usize) -> Result<(Vec<String>, Option<u64>)> {
-        let Some(table) = self.read_table(table)? else {
-            return Ok((Vec::new(), None));
-        };
-        let mut keys = Vec::new();
-        for entry in table.iter()?.skip(skip).take(LIST_PAGE + 1) {
-            keys.push(entry?.0.value().to_string());
+    async fn set_many(self, ns: Arc<str>, entries: Vec<Entry>) -> Result<()> {
+        match self {
+            Backend::Embedded(s) => {
+                blocking(move || {
+                    s.write(&ns, |t| {
+                        for (key, value) in &entries {
+                            t.insert(key.as_str(), value.as_slice())?;
+                        }
+                        Ok(())
+                    })
+                })
+                .await
+            }
+            Backend::Redis(r) if entries.len() == 1 => {
+                let (key, value) = &entries[0];
+                r.set(&ns, key, value).await
+            }
+            Backend::Redis(r) => r.set_many(&ns, entries).await,
         }
-        let cursor = (keys.len() > LIST_PAGE).then(|| {
-            keys.truncate(LIST_PAGE);
-            (skip + LIST_PAGE) as u64
-        });
-        Ok((keys, cursor))
     }
 
-    /// Runs `change` on the tenant's table in one write transaction, committed durably.
-    fn write<T>(
-        &self,
-        table: &str,
-        change: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> Result<T>,
-    ) -> Result<T> {
-        let txn = self.db.begin_write()?;
-        let out = {
-            let mut table = txn.open_table(TableDefinition::<&str, &[u8]>::new(table))?;
-            change(&mut table)?
+    async fn delete_many(self, ns: Arc<str>, keys: Vec<String>) -> Result<()> {
+        match self {
+            Backend::Embedded(s) => {
+                blocking(move || {
+                    s.write(&ns, |t| {
+                        for key in &keys {
+                            t.remove(key.as_str())?;
+                        }
+                        Ok(())
+                    })
+                })
+                .await
+            }
+            Backend::Redis(r) => r.delete(&ns, &keys).await,
+        }
+    }
+
+    async fn exists(self, ns: Arc<str>, key: String) -> Result<bool> {
+        match self {
+            Backend::Embedded(s) => blocking(move || Ok(s.get(&ns, &key)?.is_some())).await,
+            Backend::Redis(r) => r.exists(&ns, &key).await,
+        }
+    }
+
+    async fn list_keys(self, ns: Arc<str>, cursor: u64) -> Result<KeyResponse> {
+        let (keys, cursor) = match self {
+            Backend::Embedded(s) => {
+                let skip = usize::try_from(cursor).unwrap_or(usize::MAX);
+                blocking(move || s.list_keys(&ns, skip)).await?
+            }
+            Backend::Redis(r) => r.list_keys(&ns, cursor).await?,
         };
-        txn.commit()?;
-        Ok(out)
+        Ok(KeyResponse { keys, cursor })
+    }
+
+    async fn increment(self, ns: Arc<str>, key: String, delta: u64) -> Result<u64> {
+        match self {
+            Backend::Embedded(s) => blocking(move || s.increment(&ns, &key, delta)).await,
+            Backend::Redis(r) => r.increment(&ns, &key, delta).await,
+        }
+    }
+
+    async fn get_many(self, ns: Arc<str>, keys: Vec<String>) -> Result<Vec<Option<Entry>>> {
+        match self {
+            Backend::Embedded(s) => blocking(move || s.get_many(&ns, keys)).await,
+            Backend::Redis(r) => r.get_many(&ns, keys).await,
+        }
     }
 }
 
-/// What one tenant may open: store name → store, and the table its keys live in.
+/// Runs a blocking (disk) operation off the async workers.
+async fn blocking<T: Send + 'static>(op: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(op)
+        .await
+        .context("key-value operation failed")?
+}
+
+/// What one tenant may open: store name → store, and the namespace its keys live in.
 #[derive(Default)]
 pub struct KeyValueGrants {
     namespace: Arc<str>,
-    stores: HashMap<String, Arc<EmbeddedStore>>,
+    stores: HashMap<String, Backend>,
 }
 
 impl KeyValueGrants {
-    pub fn new(tenant: &str, stores: HashMap<String, Arc<EmbeddedStore>>) -> KeyValueGrants {
+    pub fn new(tenant: &str, stores: HashMap<String, Backend>) -> KeyValueGrants {
         KeyValueGrants {
             namespace: format!("tenant:{tenant}").into(),
             stores,
@@ -128,9 +161,9 @@ impl KeyValueGrants {
     }
 }
 
-/// An open bucket: the store and the tenant's table in it.
+/// An open bucket: the store and the tenant's namespace in it.
 pub struct Bucket {
-    store: Arc<EmbeddedStore>,
+    store: Backend,
     namespace: Arc<str>,
 }
 
@@ -158,27 +191,22 @@ pub fn add_to_linker(linker: &mut Linker<SandboxState>) -> Result<()> {
 }
 
 impl KeyValue<'_> {
-    /// Runs a blocking store operation off the async workers; storage errors become the
-    /// guest-visible `other` error, never a trap.
-    async fn run<T: Send + 'static>(
+    /// Runs one operation on an open bucket; storage errors become the guest-visible `other`
+    /// error (and a log line), never a trap.
+    async fn run<T, F>(
         &mut self,
         bucket: &Resource<Bucket>,
-        op: impl FnOnce(&EmbeddedStore, &str) -> Result<T> + Send + 'static,
-    ) -> wasmtime::Result<Result<T, KvError>> {
+        op: impl FnOnce(Backend, Arc<str>) -> F,
+    ) -> wasmtime::Result<Result<T, KvError>>
+    where
+        F: Future<Output = Result<T>>,
+    {
         let bucket = self.table.get(bucket)?;
-        let store = bucket.store.clone();
-        let namespace = bucket.namespace.clone();
-        let outcome = tokio::task::spawn_blocking(move || op(&store, &namespace)).await;
-        Ok(match outcome {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => {
-                tracing::warn!("key-value store error: {e:#}");
-                Err(KvError::Other(format!("{e:#}")))
-            }
-            Err(join) => Err(KvError::Other(format!(
-                "key-value operation failed: {join}"
-            ))),
-        })
+        let outcome = op(bucket.store.clone(), bucket.namespace.clone()).await;
+        Ok(outcome.map_err(|e| {
+            tracing::warn!("key-value store error: {e:#}");
+            KvError::Other(format!("{e:#}"))
+        }))
     }
 }
 
@@ -204,8 +232,7 @@ impl store::HostBucket for KeyValue<'_> {
         bucket: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, KvError>> {
-        self.run(&bucket, move |store, ns| store.get(ns, &key))
-            .await
+        self.run(&bucket, |b, ns| b.get(ns, key)).await
     }
 
     async fn set(
@@ -214,13 +241,7 @@ impl store::HostBucket for KeyValue<'_> {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), KvError>> {
-        self.run(&bucket, move |store, ns| {
-            store.write(ns, |t| {
-                t.insert(key.as_str(), value.as_slice())?;
-                Ok(())
-            })
-        })
-        .await
+        self.run(&bucket, |b, ns| b.set(ns, key, value)).await
     }
 
     async fn delete(
@@ -228,13 +249,8 @@ impl store::HostBucket for KeyValue<'_> {
         bucket: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<(), KvError>> {
-        self.run(&bucket, move |store, ns| {
-            store.write(ns, |t| {
-                t.remove(key.as_str())?;
-                Ok(())
-            })
-        })
-        .await
+        self.run(&bucket, |b, ns| b.delete_many(ns, vec![key]))
+            .await
     }
 
     async fn exists(
@@ -242,8 +258,7 @@ impl store::HostBucket for KeyValue<'_> {
         bucket: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<bool, KvError>> {
-        self.run(&bucket, move |store, ns| Ok(store.get(ns, &key)?.is_some()))
-            .await
+        self.run(&bucket, |b, ns| b.exists(ns, key)).await
     }
 
     async fn list_keys(
@@ -251,12 +266,8 @@ impl store::HostBucket for KeyValue<'_> {
         bucket: Resource<Bucket>,
         cursor: Option<u64>,
     ) -> wasmtime::Result<Result<KeyResponse, KvError>> {
-        let skip = usize::try_from(cursor.unwrap_or(0)).unwrap_or(usize::MAX);
-        self.run(&bucket, move |store, ns| {
-            let (keys, cursor) = store.list_keys(ns, skip)?;
-            Ok(KeyResponse { keys, cursor })
-        })
-        .await
+        self.run(&bucket, |b, ns| b.list_keys(ns, cursor.unwrap_or(0)))
+            .await
     }
 
     async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
@@ -272,27 +283,8 @@ impl atomics::Host for KeyValue<'_> {
         key: String,
         delta: u64,
     ) -> wasmtime::Result<Result<u64, KvError>> {
-        self.run(&bucket, move |store, ns| {
-            store.write(ns, |t| {
-                let current = match t.get(key.as_str())? {
-                    None => 0,
-                    Some(value) => parse_counter(value.value())
-                        .with_context(|| format!("key {key:?} does not hold a counter"))?,
-                };
-                let next = current
-                    .checked_add(delta)
-                    .with_context(|| format!("counter {key:?} would overflow"))?;
-                t.insert(key.as_str(), next.to_string().as_bytes())?;
-                Ok(next)
-            })
-        })
-        .await
+        self.run(&bucket, |b, ns| b.increment(ns, key, delta)).await
     }
-}
-
-/// Counters are stored as decimal text, as Redis does, so either backend reads the other's.
-fn parse_counter(bytes: &[u8]) -> Result<u64> {
-    Ok(std::str::from_utf8(bytes)?.trim().parse()?)
 }
 
 impl batch::Host for KeyValue<'_> {
@@ -301,8 +293,7 @@ impl batch::Host for KeyValue<'_> {
         bucket: Resource<Bucket>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<Entry>>, KvError>> {
-        self.run(&bucket, move |store, ns| store.get_many(ns, keys))
-            .await
+        self.run(&bucket, |b, ns| b.get_many(ns, keys)).await
     }
 
     async fn set_many(
@@ -310,15 +301,7 @@ impl batch::Host for KeyValue<'_> {
         bucket: Resource<Bucket>,
         key_values: Vec<Entry>,
     ) -> wasmtime::Result<Result<(), KvError>> {
-        self.run(&bucket, move |store, ns| {
-            store.write(ns, |t| {
-                for (key, value) in &key_values {
-                    t.insert(key.as_str(), value.as_slice())?;
-                }
-                Ok(())
-            })
-        })
-        .await
+        self.run(&bucket, |b, ns| b.set_many(ns, key_values)).await
     }
 
     async fn delete_many(
@@ -326,14 +309,6 @@ impl batch::Host for KeyValue<'_> {
         bucket: Resource<Bucket>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), KvError>> {
-        self.run(&bucket, move |store, ns| {
-            store.write(ns, |t| {
-                for key in &keys {
-                    t.remove(key.as_str())?;
-                }
-                Ok(())
-            })
-        })
-        .await
+        self.run(&bucket, |b, ns| b.delete_many(ns, keys)).await
     }
 }

@@ -1,0 +1,109 @@
+//! The embedded backend: a redb database on local disk. Crash-safe and durable on commit, safe
+//! under concurrent requests (redb serialises writers), no server needed. Each tenant's keys
+//! live in a table of its own.
+
+use super::Entry;
+use anyhow::{Context, Result};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A tenant's keys, opened for reading.
+type ReadTable = redb::ReadOnlyTable<&'static str, &'static [u8]>;
+
+/// A persistent key-value store on local disk.
+pub struct EmbeddedStore {
+    db: redb::Database,
+}
+
+impl EmbeddedStore {
+    pub fn open(path: &Path) -> Result<Arc<EmbeddedStore>> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create folder {}", parent.display()))?;
+        }
+        let db = redb::Database::create(path)
+            .with_context(|| format!("cannot open the key-value store {}", path.display()))?;
+        Ok(Arc::new(EmbeddedStore { db }))
+    }
+
+    /// A tenant's table for reading; `None` until its first write created it.
+    fn read_table(&self, table: &str) -> Result<Option<ReadTable>> {
+        let txn = self.db.begin_read()?;
+        match txn.open_table(TableDefinition::<&str, &[u8]>::new(table)) {
+            Ok(table) => Ok(Some(table)),
+            Err(TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn get(&self, table: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let Some(table) = self.read_table(table)? else {
+            return Ok(None);
+        };
+        Ok(table.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn get_many(&self, table: &str, keys: Vec<String>) -> Result<Vec<Option<Entry>>> {
+        let Some(table) = self.read_table(table)? else {
+            return Ok(keys.iter().map(|_| None).collect());
+        };
+        keys.into_iter()
+            .map(|key| {
+                let value = table.get(key.as_str())?.map(|v| v.value().to_vec());
+                Ok(value.map(|v| (key, v)))
+            })
+            .collect()
+    }
+
+    pub fn list_keys(&self, table: &str, skip: usize) -> Result<(Vec<String>, Option<u64>)> {
+        let Some(table) = self.read_table(table)? else {
+            return Ok((Vec::new(), None));
+        };
+        let mut keys = Vec::new();
+        for entry in table.iter()?.skip(skip).take(super::LIST_PAGE + 1) {
+            keys.push(entry?.0.value().to_string());
+        }
+        let cursor = (keys.len() > super::LIST_PAGE).then(|| {
+            keys.truncate(super::LIST_PAGE);
+            (skip + super::LIST_PAGE) as u64
+        });
+        Ok((keys, cursor))
+    }
+
+    /// Adds `delta` to the decimal counter at `key` (missing counts as 0) in one transaction.
+    pub fn increment(&self, table: &str, key: &str, delta: u64) -> Result<u64> {
+        self.write(table, |t| {
+            let current = match t.get(key)? {
+                None => 0,
+                Some(value) => parse_counter(value.value())
+                    .with_context(|| format!("key {key:?} does not hold a counter"))?,
+            };
+            let next = current
+                .checked_add(delta)
+                .with_context(|| format!("counter {key:?} would overflow"))?;
+            t.insert(key, next.to_string().as_bytes())?;
+            Ok(next)
+        })
+    }
+
+    /// Runs `change` on the tenant's table in one write transaction, committed durably.
+    pub fn write<T>(
+        &self,
+        table: &str,
+        change: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> Result<T>,
+    ) -> Result<T> {
+        let txn = self.db.begin_write()?;
+        let out = {
+            let mut table = txn.open_table(TableDefinition::<&str, &[u8]>::new(table))?;
+            change(&mut table)?
+        };
+        txn.commit()?;
+        Ok(out)
+    }
+}
+
+/// Counters are stored as decimal text, as Redis does, so data moves between backends as is.
+fn parse_counter(bytes: &[u8]) -> Result<u64> {
+    Ok(std::str::from_utf8(bytes)?.trim().parse()?)
+}
