@@ -32,18 +32,13 @@ pub struct TenantRuntime {
 impl TenantRuntime {
     /// `stores` are the host's open key-value stores, by name.
     pub fn new(tenant: &config::Tenant, stores: &HashMap<String, Backend>) -> Arc<TenantRuntime> {
-        let granted = tenant
-            .stores
-            .iter()
-            .filter_map(|name| Some((name.clone(), stores.get(name)?.clone())))
-            .collect();
         Arc::new(TenantRuntime {
             name: tenant.name.clone(),
             limits: tenant.limits,
             admission: Arc::new(Semaphore::new(tenant.limits.concurrency as usize)),
             outbound: tenant.outbound.clone().into(),
             http_client: OutboundClient::new(),
-            keyvalue: KeyValueGrants::new(&tenant.name, granted),
+            keyvalue: KeyValueGrants::new(&tenant.name, &tenant.stores, stores),
             wasi: WasiGrants::from_tenant(tenant),
         })
     }

@@ -244,3 +244,16 @@ async fn redis_down_at_startup_is_reported_and_not_fatal() {
     redis.resume().unwrap();
     assert_eq!(count(&client, &host.url("/")).await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_does_not_exist_is_named_as_such() {
+    let config = format!(
+        "[server]\ncode_cache = {}\n[apps.counter]\nroute = \"/\"\ncomponent = {}\n",
+        toml_path(&shared_code_cache()),
+        toml_path(&guest("counter"))
+    );
+    let host = HostProcess::start(&config).unwrap();
+    let reply = get(&http1_client(), &host.url("/")).await.unwrap();
+    assert_eq!(reply.status, 500);
+    assert!(reply.text().contains("NoSuchStore"), "{}", reply.text());
+}

@@ -145,15 +145,26 @@ async fn blocking<T: Send + 'static>(op: impl FnOnce() -> Result<T> + Send + 'st
         .context("key-value operation failed")?
 }
 
-/// What one tenant may open: store name → store, and the namespace its keys live in.
+/// What one tenant may open, and the namespace its keys live in. Every configured store is
+/// listed — `None` where not granted — so a guest learns `access-denied` for a store that
+/// exists and `no-such-store` for one that does not.
 #[derive(Default)]
 pub struct KeyValueGrants {
     namespace: Arc<str>,
-    stores: HashMap<String, Backend>,
+    stores: HashMap<String, Option<Backend>>,
 }
 
 impl KeyValueGrants {
-    pub fn new(tenant: &str, stores: HashMap<String, Backend>) -> KeyValueGrants {
+    pub fn new(tenant: &str, granted: &[String], all: &HashMap<String, Backend>) -> KeyValueGrants {
+        let stores = all
+            .iter()
+            .map(|(name, backend)| {
+                (
+                    name.clone(),
+                    granted.contains(name).then(|| backend.clone()),
+                )
+            })
+            .collect();
         KeyValueGrants {
             namespace: format!("tenant:{tenant}").into(),
             stores,
@@ -215,8 +226,13 @@ impl store::Host for KeyValue<'_> {
         &mut self,
         identifier: String,
     ) -> wasmtime::Result<Result<Resource<Bucket>, KvError>> {
-        let Some(store) = self.grants.stores.get(&identifier) else {
-            return Ok(Err(KvError::AccessDenied));
+        let store = match self.grants.stores.get(&identifier) {
+            Some(Some(store)) => store,
+            Some(None) => {
+                tracing::warn!("key-value store {identifier:?} not granted to this tenant");
+                return Ok(Err(KvError::AccessDenied));
+            }
+            None => return Ok(Err(KvError::NoSuchStore)),
         };
         let bucket = Bucket {
             store: store.clone(),
