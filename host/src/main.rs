@@ -22,22 +22,33 @@ struct Cli {
     command: Command,
 }
 
+/// The TOML configuration file, as every subcommand takes it.
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// The TOML configuration file.
+    #[arg(
+        long = "config",
+        short = 'c',
+        default_value = "hostel.toml",
+        env = "HOSTEL_CONFIG"
+    )]
+    path: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Load the configuration and serve its apps until SIGINT/SIGTERM.
     Serve {
-        /// The TOML configuration file.
-        #[arg(long, short, default_value = "hostel.toml", env = "HOSTEL_CONFIG")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// Listen here instead of `server.listen` (port 0 picks a free port).
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
     /// Measure the sandbox alone (instantiate + handle + tear down) for an app, no network.
     Measure {
-        /// The TOML configuration file.
-        #[arg(long, short, default_value = "hostel.toml", env = "HOSTEL_CONFIG")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// Request path (chooses the app).
         #[arg(long, default_value = "/")]
         path: String,
@@ -50,9 +61,8 @@ enum Command {
     },
     /// Check a configuration and every component it names, then exit (0 when all is well).
     Check {
-        /// The TOML configuration file.
-        #[arg(long, short, default_value = "hostel.toml", env = "HOSTEL_CONFIG")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -77,7 +87,7 @@ fn main() {
 fn run(command: Command) -> Result<()> {
     match command {
         Command::Check { config } => {
-            let config = Config::load(&config)?;
+            let config = Config::load(&config.path)?;
             let host = Host::load(&config)?;
             let apps = host.router().apps().count();
             println!("{}: ok ({apps} apps)", config.source.display());
@@ -88,9 +98,9 @@ fn run(command: Command) -> Result<()> {
             path,
             host,
             requests,
-        } => measure(&Config::load(&config)?, &host, &path, requests.max(1)),
+        } => measure(&Config::load(&config.path)?, &host, &path, requests.max(1)),
         Command::Serve { config, listen } => {
-            let mut config = Config::load(&config)?;
+            let mut config = Config::load(&config.path)?;
             if let Some(listen) = listen {
                 config.listen = listen;
             }

@@ -128,6 +128,8 @@ async fn route_and_run(
 }
 
 fn failure_response(failure: Failure, app: &str, id: RequestId) -> Response<HyperOutgoingBody> {
+    // A host failure is ours to fix; the others are the app's doing.
+    let host_fault = matches!(failure, Failure::Host(_));
     // (status, what the client is told, what the log says)
     let (status, reason, log) = match failure {
         Failure::Timeout(limit) => (
@@ -166,7 +168,11 @@ fn failure_response(failure: Failure, app: &str, id: RequestId) -> Response<Hype
             format!("cannot run app {app}: {detail}"),
         ),
     };
-    tracing::warn!("{log}");
+    if host_fault {
+        tracing::error!("{log}");
+    } else {
+        tracing::warn!("{log}");
+    }
     let mut response = host_error(status, &reason, id);
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response

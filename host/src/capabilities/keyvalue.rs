@@ -80,10 +80,6 @@ impl Backend {
                 })
                 .await
             }
-            Backend::Redis(r) if entries.len() == 1 => {
-                let (key, value) = &entries[0];
-                r.set(&ns, key, value).await
-            }
             Backend::Redis(r) => r.set_many(&ns, entries).await,
         }
     }

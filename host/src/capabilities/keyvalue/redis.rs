@@ -76,14 +76,6 @@ impl RedisStore {
         Ok(self.connection().await?.get(Self::key(ns, key)).await?)
     }
 
-    pub async fn set(&self, ns: &str, key: &str, value: &[u8]) -> Result<()> {
-        Ok(self
-            .connection()
-            .await?
-            .set(Self::key(ns, key), value)
-            .await?)
-    }
-
     pub async fn delete(&self, ns: &str, keys: &[String]) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
