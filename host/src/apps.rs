@@ -1,11 +1,15 @@
 //! Loading apps: each configured component is compiled (or taken from the code cache),
 //! linked and pre-instantiated once, so the request path only instantiates.
 
-use crate::capabilities::keyvalue::{Backend, KeyValueGrants};
+use crate::capabilities::grants::Grants;
+use crate::capabilities::keyvalue::Backend;
 use crate::capabilities::outbound_http::OutboundClient;
+use crate::capabilities::postgres::PostgresPool;
+use crate::capabilities::redis::RedisPool;
 use crate::capabilities::wasi::WasiGrants;
 use crate::code_cache::CodeCache;
 use crate::config::{self, Limits, OutboundRule};
+use crate::pools::Pools;
 use crate::sandbox::SandboxState;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
@@ -25,20 +29,31 @@ pub struct TenantRuntime {
     pub outbound: Arc<[OutboundRule]>,
     /// The tenant's own pooled outbound HTTP client: no connection is shared between tenants.
     pub http_client: OutboundClient,
-    pub keyvalue: KeyValueGrants,
+    /// The prefix the host puts before this tenant's keys in shared stores (`tenant:NAME`).
+    pub namespace: Arc<str>,
+    pub keyvalue: Grants<Backend>,
+    pub redis: Grants<Arc<RedisPool>>,
+    pub postgres: Grants<Arc<PostgresPool>>,
     pub wasi: WasiGrants,
 }
 
 impl TenantRuntime {
     /// `stores` are the host's open key-value stores, by name.
-    pub fn new(tenant: &config::Tenant, stores: &HashMap<String, Backend>) -> Arc<TenantRuntime> {
+    pub fn new(
+        tenant: &config::Tenant,
+        stores: &HashMap<String, Backend>,
+        pools: &Pools,
+    ) -> Arc<TenantRuntime> {
         Arc::new(TenantRuntime {
             name: tenant.name.clone(),
             limits: tenant.limits,
             admission: Arc::new(Semaphore::new(tenant.limits.concurrency as usize)),
             outbound: tenant.outbound.clone().into(),
             http_client: OutboundClient::new(),
-            keyvalue: KeyValueGrants::new(&tenant.name, &tenant.stores, stores),
+            namespace: format!("tenant:{}", tenant.name).into(),
+            keyvalue: Grants::new("key-value store", &tenant.stores, stores),
+            redis: Grants::new("Redis pool", &tenant.pools, pools.redis()),
+            postgres: Grants::new("PostgreSQL pool", &tenant.pools, pools.postgres()),
             wasi: WasiGrants::from_tenant(tenant),
         })
     }

@@ -33,6 +33,127 @@ pub struct ConfigFile {
     /// Key-value stores guests may be granted, by name.
     #[serde(default)]
     pub stores: BTreeMap<String, StoreSection>,
+    /// Redis and PostgreSQL connection pools guests may be granted, by name.
+    #[serde(default)]
+    pub pools: BTreeMap<String, PoolSection>,
+}
+
+/// A Redis or PostgreSQL server the host keeps connections to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSection {
+    pub kind: PoolKind,
+    /// `redis://[user:password@]host:port[/db]` or `postgres://user[:password]@host[:port]/db`
+    pub url: String,
+    /// Connections open at most: for PostgreSQL every query's; for Redis those leased for
+    /// transactions (plain commands share one multiplexed connection).
+    pub max_connections: Option<u32>,
+    /// How long a request waits for a free connection before it gets an error.
+    pub acquire_timeout: Option<HumanDuration>,
+    /// Connections unused this long are closed.
+    pub idle_timeout: Option<HumanDuration>,
+    /// When to connect; see [`Connect`].
+    pub connect: Option<Connect>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolKind {
+    Redis,
+    Postgres,
+}
+
+/// When a pool connects to its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Connect {
+    /// At startup; if the server is unreachable, warn, serve anyway and retry in the background.
+    #[default]
+    Eager,
+    /// On first use.
+    Lazy,
+    /// At startup; if the server is unreachable, refuse to start.
+    Required,
+}
+
+/// A pool after validation. Two entries with equal `PoolConfig`s share one pool.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolConfig {
+    pub kind: PoolKind,
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub connect: Connect,
+}
+
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl PoolSection {
+    fn resolve(self) -> Result<PoolConfig> {
+        let schemes: &[&str] = match self.kind {
+            PoolKind::Redis => &["redis://", "rediss://"],
+            PoolKind::Postgres => &["postgres://", "postgresql://"],
+        };
+        if !schemes.iter().any(|s| self.url.starts_with(s)) {
+            bail!(
+                "key `url`: {:?} is not a {} URL for a {:?} pool",
+                redact_url(&self.url),
+                schemes.join(" or "),
+                self.kind
+            );
+        }
+        let max_connections = self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            bail!("key `max_connections`: must be at least 1");
+        }
+        Ok(PoolConfig {
+            kind: self.kind,
+            url: self.url,
+            max_connections,
+            acquire_timeout: self
+                .acquire_timeout
+                .map_or(DEFAULT_ACQUIRE_TIMEOUT, |d| d.0),
+            idle_timeout: self.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0),
+            connect: self.connect.unwrap_or_default(),
+        })
+    }
+}
+
+impl PoolConfig {
+    /// A pool of `kind` at `url` with every setting at its default.
+    pub fn with_defaults(kind: PoolKind, url: &str) -> PoolConfig {
+        PoolConfig {
+            kind,
+            url: url.to_string(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            connect: Connect::default(),
+        }
+    }
+
+    /// The server's address with any password left out, for log lines and errors.
+    pub fn address(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+/// `redis://user:secret@host:6379/0` → `redis://user@host:6379/0`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}@{host}{path}")
+        }
+        None => url.to_string(),
+    }
 }
 
 /// A key-value store held by the host.
@@ -55,7 +176,8 @@ pub enum StoreSection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
     Embedded(PathBuf),
-    Redis(String),
+    /// On the Redis pool with these settings (shared with a `[pools]` entry that has them).
+    Redis(PoolConfig),
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +277,9 @@ pub struct GrantsSection {
     /// Key-value stores (names from `[stores]`) guests may open.
     #[serde(default)]
     pub stores: Vec<String>,
+    /// Redis and PostgreSQL pools (names from `[pools]`) guests may use.
+    #[serde(default)]
+    pub pools: Vec<String>,
 }
 
 /// Built-in defaults, used where neither the tenant nor `[defaults.limits]` says otherwise.
@@ -194,6 +319,8 @@ pub struct Config {
     pub tenants: Vec<Tenant>,
     /// Key-value stores by name.
     pub stores: BTreeMap<String, StoreConfig>,
+    /// Redis and PostgreSQL pools by name.
+    pub pools: BTreeMap<String, PoolConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -206,6 +333,8 @@ pub struct Tenant {
     pub files: Vec<(String, PathBuf)>,
     /// Names of the key-value stores granted.
     pub stores: Vec<String>,
+    /// Names of the pools granted.
+    pub pools: Vec<String>,
     pub apps: Vec<App>,
 }
 
@@ -252,10 +381,18 @@ impl ConfigFile {
                     if !url.starts_with("redis://") && !url.starts_with("rediss://") {
                         bail!("key `stores.{name}.url`: {url:?} is not a redis:// URL");
                     }
-                    StoreConfig::Redis(url)
+                    StoreConfig::Redis(PoolConfig::with_defaults(PoolKind::Redis, &url))
                 }
             };
             stores.insert(name, store);
+        }
+        let mut pools = BTreeMap::new();
+        for (name, section) in self.pools {
+            check_name(&name, &format!("pools.{name}"))?;
+            let pool = section
+                .resolve()
+                .with_context(|| format!("in [pools.{name}]"))?;
+            pools.insert(name, pool);
         }
         let mut tenants = Vec::new();
 
@@ -277,6 +414,7 @@ impl ConfigFile {
             || !self.grants.env.is_empty()
             || !self.grants.files.is_empty()
             || !self.grants.stores.is_empty()
+            || !self.grants.pools.is_empty()
         {
             bail!(
                 "key `grants`: top-level grants apply to the default tenant, but this file \
@@ -293,6 +431,14 @@ impl ConfigFile {
                 if !stores.contains_key(store) {
                     bail!(
                         "tenant {:?} is granted store {store:?}, but there is no [stores.{store}] section",
+                        tenant.name
+                    );
+                }
+            }
+            for pool in &tenant.pools {
+                if !pools.contains_key(pool) {
+                    bail!(
+                        "tenant {:?} is granted pool {pool:?}, but there is no [pools.{pool}] section",
                         tenant.name
                     );
                 }
@@ -314,6 +460,7 @@ impl ConfigFile {
             max_instances: self.server.max_instances,
             tenants,
             stores,
+            pools,
         })
     }
 }
@@ -382,6 +529,7 @@ fn resolve_tenant(
         env: section.grants.env.into_iter().collect(),
         files,
         stores: section.grants.stores,
+        pools: section.grants.pools,
         apps,
     })
 }
@@ -607,6 +755,40 @@ mod tests {
         assert_eq!(config.tenants[0].stores, ["cache"]);
         let err = parse("[stores.x]\nkind = \"memcached\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("memcached"), "{err:#}");
+    }
+
+    #[test]
+    fn pools_take_defaults_and_check_their_url() {
+        let config = parse(
+            "[pools.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n\
+             [pools.db]\nkind = \"postgres\"\nurl = \"postgres://app:pw@127.0.0.1/app\"\n\
+             max_connections = 4\nacquire_timeout = \"250ms\"\nconnect = \"lazy\"\n\
+             [grants]\npools = [\"cache\", \"db\"]\n",
+        )
+        .unwrap();
+        let cache = &config.pools["cache"];
+        assert_eq!(
+            *cache,
+            PoolConfig::with_defaults(PoolKind::Redis, "redis://127.0.0.1:6379")
+        );
+        let db = &config.pools["db"];
+        assert_eq!(db.max_connections, 4);
+        assert_eq!(db.acquire_timeout, Duration::from_millis(250));
+        assert_eq!(db.connect, Connect::Lazy);
+        assert_eq!(db.address(), "postgres://app@127.0.0.1/app");
+        assert_eq!(config.tenants[0].pools, ["cache", "db"]);
+
+        let err = parse("[pools.db]\nkind = \"postgres\"\nurl = \"redis://x\"\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("[pools.db]") && msg.contains("postgres://"),
+            "{msg}"
+        );
+        let err = parse("[grants]\npools = [\"nope\"]\n").unwrap_err();
+        assert!(format!("{err:#}").contains("[pools.nope]"), "{err:#}");
+        let err = parse("[pools.x]\nkind = \"redis\"\nurl = \"redis://x\"\nmax_connections = 0\n")
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("max_connections"), "{err:#}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod code_cache;
 pub mod config;
 pub mod engine;
 pub mod measure;
+pub mod pools;
 pub mod request;
 pub mod request_id;
 pub mod router;
@@ -26,6 +27,7 @@ use apps::{AppLoader, Source, TenantRuntime};
 use capabilities::keyvalue::Backend;
 use config::Config;
 use engine::EngineSizing;
+use pools::Pools;
 use router::Router;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,7 +37,7 @@ use wasmtime::Engine;
 pub struct Host {
     engine: Engine,
     router: Router,
-    stores: HashMap<String, Backend>,
+    pools: Pools,
 }
 
 impl Host {
@@ -54,16 +56,18 @@ impl Host {
         })?;
         let loader = AppLoader::new(&engine, &config.code_cache)?;
 
+        let mut pools =
+            Pools::open(config).with_context(|| format!("{}: [pools]", config.source.display()))?;
         let mut stores = HashMap::new();
         for (name, store) in &config.stores {
-            let backend = Backend::open(name, store)
+            let backend = Backend::open(name, store, &mut pools)
                 .with_context(|| format!("{}: key `stores.{name}`", config.source.display()))?;
             stores.insert(name.clone(), backend);
         }
 
         let mut router = Router::default();
         for tenant in &config.tenants {
-            let runtime = TenantRuntime::new(tenant, &stores);
+            let runtime = TenantRuntime::new(tenant, &stores, &pools);
             for app in &tenant.apps {
                 let loaded = loader
                     .load(
@@ -88,18 +92,19 @@ impl Host {
         Ok(Host {
             engine,
             router,
-            stores,
+            pools,
         })
     }
 
-    /// Connects to server-backed stores now, so that an unreachable server is reported at
-    /// startup; requests keep working for everything else meanwhile.
-    pub async fn warm_up(&self) {
-        for backend in self.stores.values() {
-            if let Backend::Redis(redis) = backend {
-                redis.warm_up().await;
-            }
-        }
+    /// Connects the pools as configured (see [`Pools::start`]); fails only for a pool that
+    /// must be reachable at startup.
+    pub async fn start_pools(&self) -> Result<()> {
+        self.pools.start().await
+    }
+
+    /// Closes the pools; call once requests have drained.
+    pub fn close_pools(&self) {
+        self.pools.close();
     }
 
     pub fn engine(&self) -> &Engine {

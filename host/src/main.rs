@@ -127,13 +127,20 @@ fn serve(config: Config) -> Result<()> {
                     config.source.display()
                 )
             })?;
-        let warming = host.clone();
-        tokio::spawn(async move { warming.warm_up().await });
+        host.start_pools().await?;
         let addr = listener.local_addr()?;
         tracing::info!("listening on http://{addr}");
         // A line on stdout that scripts and tests can wait for.
         println!("hostel listening on http://{addr}");
-        server::serve(listener, host, shutdown_signal(), config.shutdown_grace).await
+        server::serve(
+            listener,
+            host.clone(),
+            shutdown_signal(),
+            config.shutdown_grace,
+        )
+        .await?;
+        host.close_pools();
+        Ok(())
     })
 }
 

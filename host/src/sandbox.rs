@@ -2,8 +2,7 @@
 //! component, limits applied, the guest's `incoming-handler.handle` called, and everything the
 //! guest held dropped with the store — after a normal return, a trap or a timeout alike.
 
-use crate::apps::App;
-use crate::capabilities::keyvalue::KeyValueGrants;
+use crate::apps::{App, TenantRuntime};
 use crate::capabilities::outbound_http::OutboundHttp;
 use hyper::body::Bytes;
 use std::sync::Arc;
@@ -30,9 +29,10 @@ pub struct SandboxState {
 }
 
 impl SandboxState {
-    /// The tenant's key-value grants and the resource table, borrowed together.
-    pub fn keyvalue_parts(&mut self) -> (&KeyValueGrants, &mut ResourceTable) {
-        (&self.app.tenant.keyvalue, &mut self.table)
+    /// The tenant (its grants and namespace) and the resource table, borrowed together:
+    /// what every capability's host functions work on.
+    pub fn tenant_and_table(&mut self) -> (&TenantRuntime, &mut ResourceTable) {
+        (&self.app.tenant, &mut self.table)
     }
 }
 

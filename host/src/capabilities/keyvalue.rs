@@ -11,12 +11,14 @@ mod embedded;
 mod redis;
 
 pub use embedded::EmbeddedStore;
-pub use redis::RedisStore;
 
+use super::grants::Refusal;
+use super::redis::RedisPool;
+use crate::apps::TenantRuntime;
 use crate::config::StoreConfig;
+use crate::pools::Pools;
 use crate::sandbox::SandboxState;
 use anyhow::{Context, Result};
-use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
@@ -44,22 +46,23 @@ const LIST_PAGE: usize = 1000;
 #[derive(Clone)]
 pub enum Backend {
     Embedded(Arc<EmbeddedStore>),
-    Redis(Arc<RedisStore>),
+    /// On a Redis pool, shared with `[pools]` entries of equal settings.
+    Redis(Arc<RedisPool>),
 }
 
 impl Backend {
-    /// Opens a configured store; Redis connects lazily (see [`RedisStore::warm_up`]).
-    pub fn open(name: &str, config: &StoreConfig) -> Result<Backend> {
+    /// Opens a configured store; a Redis store connects as its pool does.
+    pub fn open(name: &str, config: &StoreConfig, pools: &mut Pools) -> Result<Backend> {
         Ok(match config {
             StoreConfig::Embedded(path) => Backend::Embedded(EmbeddedStore::open(path)?),
-            StoreConfig::Redis(url) => Backend::Redis(RedisStore::new(name, url)?),
+            StoreConfig::Redis(pool) => Backend::Redis(pools.redis_pool(name, pool)?),
         })
     }
 
     async fn get(self, ns: Arc<str>, key: String) -> Result<Option<Vec<u8>>> {
         match self {
             Backend::Embedded(s) => blocking(move || s.get(&ns, &key)).await,
-            Backend::Redis(r) => r.get(&ns, &key).await,
+            Backend::Redis(r) => redis::get(&r, &ns, &key).await,
         }
     }
 
@@ -80,7 +83,7 @@ impl Backend {
                 })
                 .await
             }
-            Backend::Redis(r) => r.set_many(&ns, entries).await,
+            Backend::Redis(r) => redis::set_many(&r, &ns, entries).await,
         }
     }
 
@@ -97,14 +100,14 @@ impl Backend {
                 })
                 .await
             }
-            Backend::Redis(r) => r.delete(&ns, &keys).await,
+            Backend::Redis(r) => redis::delete(&r, &ns, &keys).await,
         }
     }
 
     async fn exists(self, ns: Arc<str>, key: String) -> Result<bool> {
         match self {
             Backend::Embedded(s) => blocking(move || Ok(s.get(&ns, &key)?.is_some())).await,
-            Backend::Redis(r) => r.exists(&ns, &key).await,
+            Backend::Redis(r) => redis::exists(&r, &ns, &key).await,
         }
     }
 
@@ -114,7 +117,7 @@ impl Backend {
                 let skip = usize::try_from(cursor).unwrap_or(usize::MAX);
                 blocking(move || s.list_keys(&ns, skip)).await?
             }
-            Backend::Redis(r) => r.list_keys(&ns, cursor).await?,
+            Backend::Redis(r) => redis::list_keys(&r, &ns, cursor).await?,
         };
         Ok(KeyResponse { keys, cursor })
     }
@@ -122,14 +125,14 @@ impl Backend {
     async fn increment(self, ns: Arc<str>, key: String, delta: u64) -> Result<u64> {
         match self {
             Backend::Embedded(s) => blocking(move || s.increment(&ns, &key, delta)).await,
-            Backend::Redis(r) => r.increment(&ns, &key, delta).await,
+            Backend::Redis(r) => redis::increment(&r, &ns, &key, delta).await,
         }
     }
 
     async fn get_many(self, ns: Arc<str>, keys: Vec<String>) -> Result<Vec<Option<Entry>>> {
         match self {
             Backend::Embedded(s) => blocking(move || s.get_many(&ns, keys)).await,
-            Backend::Redis(r) => r.get_many(&ns, keys).await,
+            Backend::Redis(r) => redis::get_many(&r, &ns, keys).await,
         }
     }
 }
@@ -141,33 +144,6 @@ async fn blocking<T: Send + 'static>(op: impl FnOnce() -> Result<T> + Send + 'st
         .context("key-value operation failed")?
 }
 
-/// What one tenant may open, and the namespace its keys live in. Every configured store is
-/// listed — `None` where not granted — so a guest learns `access-denied` for a store that
-/// exists and `no-such-store` for one that does not.
-#[derive(Default)]
-pub struct KeyValueGrants {
-    namespace: Arc<str>,
-    stores: HashMap<String, Option<Backend>>,
-}
-
-impl KeyValueGrants {
-    pub fn new(tenant: &str, granted: &[String], all: &HashMap<String, Backend>) -> KeyValueGrants {
-        let stores = all
-            .iter()
-            .map(|(name, backend)| {
-                (
-                    name.clone(),
-                    granted.contains(name).then(|| backend.clone()),
-                )
-            })
-            .collect();
-        KeyValueGrants {
-            namespace: format!("tenant:{tenant}").into(),
-            stores,
-        }
-    }
-}
-
 /// An open bucket: the store and the tenant's namespace in it.
 pub struct Bucket {
     store: Backend,
@@ -176,7 +152,7 @@ pub struct Bucket {
 
 /// The view the generated host traits are implemented on.
 pub struct KeyValue<'a> {
-    grants: &'a KeyValueGrants,
+    tenant: &'a TenantRuntime,
     table: &'a mut ResourceTable,
 }
 
@@ -188,8 +164,8 @@ impl HasData for KeyValueMarker {
 
 pub fn add_to_linker(linker: &mut Linker<SandboxState>) -> Result<()> {
     fn view(state: &mut SandboxState) -> KeyValue<'_> {
-        let (grants, table) = state.keyvalue_parts();
-        KeyValue { grants, table }
+        let (tenant, table) = state.tenant_and_table();
+        KeyValue { tenant, table }
     }
     store::add_to_linker::<_, KeyValueMarker>(linker, view)?;
     atomics::add_to_linker::<_, KeyValueMarker>(linker, view)?;
@@ -222,17 +198,14 @@ impl store::Host for KeyValue<'_> {
         &mut self,
         identifier: String,
     ) -> wasmtime::Result<Result<Resource<Bucket>, KvError>> {
-        let store = match self.grants.stores.get(&identifier) {
-            Some(Some(store)) => store,
-            Some(None) => {
-                tracing::warn!("key-value store {identifier:?} not granted to this tenant");
-                return Ok(Err(KvError::AccessDenied));
-            }
-            None => return Ok(Err(KvError::NoSuchStore)),
+        let store = match self.tenant.keyvalue.open(&identifier) {
+            Ok(store) => store,
+            Err(Refusal::NotGranted) => return Ok(Err(KvError::AccessDenied)),
+            Err(Refusal::NoSuch) => return Ok(Err(KvError::NoSuchStore)),
         };
         let bucket = Bucket {
             store: store.clone(),
-            namespace: self.grants.namespace.clone(),
+            namespace: self.tenant.namespace.clone(),
         };
         Ok(Ok(self.table.push(bucket)?))
     }

@@ -1,0 +1,71 @@
+//! What one tenant may open, by name: the same table for key-value stores and pools.
+//!
+//! Every configured resource is listed — `None` where the tenant was not granted it — so a
+//! guest learns "not granted" for a resource that exists and "no such" for a name that does
+//! not, and the host logs each refusal.
+
+use std::collections::HashMap;
+
+pub struct Grants<T> {
+    kind: &'static str,
+    entries: HashMap<String, Option<T>>,
+}
+
+/// Why a name could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    NoSuch,
+    NotGranted,
+}
+
+impl<T: Clone> Grants<T> {
+    /// `kind` names the resource in log lines ("key-value store", "pool").
+    pub fn new<'a>(
+        kind: &'static str,
+        granted: &[String],
+        all: impl IntoIterator<Item = (&'a String, &'a T)>,
+    ) -> Grants<T>
+    where
+        T: 'a,
+    {
+        let entries = all
+            .into_iter()
+            .map(|(name, item)| (name.clone(), granted.contains(name).then(|| item.clone())))
+            .collect();
+        Grants { kind, entries }
+    }
+
+    pub fn open(&self, name: &str) -> Result<&T, Refusal> {
+        match self.entries.get(name) {
+            Some(Some(item)) => Ok(item),
+            Some(None) => {
+                tracing::warn!("{} {name:?} not granted to this tenant", self.kind);
+                Err(Refusal::NotGranted)
+            }
+            None => Err(Refusal::NoSuch),
+        }
+    }
+}
+
+impl<T> Default for Grants<T> {
+    fn default() -> Self {
+        Grants {
+            kind: "resource",
+            entries: HashMap::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn granted_not_granted_and_unknown_are_told_apart() {
+        let all: HashMap<String, u8> = [("a".to_string(), 1), ("b".to_string(), 2)].into();
+        let grants = Grants::new("pool", &["a".to_string()], &all);
+        assert_eq!(grants.open("a"), Ok(&1));
+        assert_eq!(grants.open("b"), Err(Refusal::NotGranted));
+        assert_eq!(grants.open("c"), Err(Refusal::NoSuch));
+    }
+}
