@@ -10,6 +10,7 @@ mod limits;
 mod outbound;
 mod privilege;
 mod protocol;
+mod redis;
 mod serving;
 
 use hostel_tests::{guest, shared_code_cache, toml_path};

@@ -483,3 +483,25 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+impl RedisServer {
+    /// Client connections open right now, not counting the `redis-cli` that asks.
+    pub fn clients(&self) -> Result<Vec<String>> {
+        Ok(self
+            .cli(&["CLIENT", "LIST"])?
+            .lines()
+            .filter(|line| !line.contains("cmd=client"))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// [`RedisServer::clients`] using database `db`.
+    pub fn clients_of_db(&self, db: u32) -> Result<Vec<String>> {
+        let field = format!(" db={db} ");
+        Ok(self
+            .clients()?
+            .into_iter()
+            .filter(|line| line.contains(&field))
+            .collect())
+    }
+}

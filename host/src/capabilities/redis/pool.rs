@@ -62,7 +62,11 @@ impl RedisPool {
         let manager = self
             .shared
             .get_or_try_init(|| async {
+                // One attempt per call: the caller (a request, or the background reconnect
+                // loop) decides when to try again.
                 let config = ConnectionManagerConfig::new()
+                    .set_number_of_retries(0)
+                    .set_max_delay(Duration::from_millis(500))
                     .set_connection_timeout(Some(self.config.acquire_timeout))
                     .set_response_timeout(Some(RESPONSE_TIMEOUT));
                 tokio::time::timeout(
