@@ -3,7 +3,11 @@
 //! ```ignore
 //! let bucket = hostel_guest::kv::Bucket::open("default")?;
 //! let visits = bucket.increment("visits", 1)?;
+//! // Read-modify-write without lost updates (compare-and-swap, retried on conflict):
+//! bucket.update("log", |old| [old.unwrap_or_default(), b"+1"].concat())?;
 //! ```
+//!
+//! The interfaces are `wasi:keyvalue@0.2.0-draft2`, as Spin and wasmCloud use them.
 //!
 //! The host decides which stores a tenant may open (`grants.stores`) and keeps each tenant's
 //! keys apart; a guest only ever names its own keys.
@@ -14,6 +18,11 @@ pub use store::Error;
 
 /// A key and its value.
 pub type Entry = (String, Vec<u8>);
+
+/// A key and its value if it has one, as [`Bucket::get_many`] answers.
+pub type Found = (String, Option<Vec<u8>>);
+
+pub use atomics::CasError;
 
 /// An open store.
 pub struct Bucket(store::Bucket);
@@ -43,9 +52,9 @@ impl Bucket {
     /// Every key, following the host's pages.
     pub fn keys(&self) -> Result<Vec<String>, Error> {
         let mut keys = Vec::new();
-        let mut cursor = None;
+        let mut cursor: Option<String> = None;
         loop {
-            let page = self.0.list_keys(cursor)?;
+            let page = self.0.list_keys(cursor.as_deref())?;
             keys.extend(page.keys);
             match page.cursor {
                 Some(next) => cursor = Some(next),
@@ -56,11 +65,31 @@ impl Bucket {
 
     /// Adds `delta` to the counter at `key` (missing counts as 0) atomically; returns the new
     /// value.
-    pub fn increment(&self, key: &str, delta: u64) -> Result<u64, Error> {
+    pub fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
         atomics::increment(&self.0, key, delta)
     }
 
-    pub fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, Error> {
+    /// Replaces the value at `key` with `change(current)` (`None`: absent) so that no other
+    /// writer's update is lost: compare-and-swap, run again with the newer value on conflict.
+    /// Returns the value written.
+    pub fn update(
+        &self,
+        key: &str,
+        mut change: impl FnMut(Option<&[u8]>) -> Vec<u8>,
+    ) -> Result<Vec<u8>, Error> {
+        let mut cas = atomics::Cas::new(&self.0, key)?;
+        loop {
+            let next = change(cas.current()?.as_deref());
+            match atomics::swap(cas, &next) {
+                Ok(()) => return Ok(next),
+                Err(CasError::CasFailed(newer)) => cas = newer,
+                Err(CasError::StoreError(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// The values of `keys`, in order (`None`: absent).
+    pub fn get_many(&self, keys: &[String]) -> Result<Vec<Found>, Error> {
         batch::get_many(&self.0, keys)
     }
 

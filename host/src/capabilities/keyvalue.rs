@@ -1,4 +1,5 @@
-//! `wasi:keyvalue` (store, atomics, batch) over host-held stores.
+//! `wasi:keyvalue@0.2.0-draft2` (store, atomics with increment and compare-and-swap, batch) over
+//! host-held stores — the version Spin and wasmCloud guests are built against.
 //!
 //! App-lifetime state: one [`Backend`] per configured store, opened once at startup — the
 //! embedded store on local disk ([`embedded`]) or a Redis server ([`redis`]). Request-lifetime
@@ -29,15 +30,17 @@ mod bindings {
         imports: { default: async | trappable },
         with: {
             "wasi:keyvalue/store.bucket": super::Bucket,
+            "wasi:keyvalue/atomics.cas": super::Cas,
         },
     });
 }
 
+use atomics::CasError;
 use bindings::wasi::keyvalue::{atomics, batch, store};
 use store::{Error as KvError, KeyResponse};
 
-/// A key and its value, as `batch.get-many` returns them.
-pub type Entry = (String, Vec<u8>);
+/// A key and its value (`None`: absent), as `batch.get-many` returns them.
+pub type Entry = (String, Option<Vec<u8>>);
 
 /// Keys returned per `list-keys` page (a hint for Redis's SCAN).
 const LIST_PAGE: usize = 1000;
@@ -70,7 +73,7 @@ impl Backend {
         self.set_many(ns, vec![(key, value)]).await
     }
 
-    async fn set_many(self, ns: Arc<str>, entries: Vec<Entry>) -> Result<()> {
+    async fn set_many(self, ns: Arc<str>, entries: Vec<(String, Vec<u8>)>) -> Result<()> {
         match self {
             Backend::Embedded(s) => {
                 blocking(move || {
@@ -111,7 +114,15 @@ impl Backend {
         }
     }
 
-    async fn list_keys(self, ns: Arc<str>, cursor: u64) -> Result<KeyResponse> {
+    /// One page of keys. The cursor is opaque to guests: a position for the embedded store,
+    /// Redis's SCAN cursor for Redis.
+    async fn list_keys(self, ns: Arc<str>, cursor: Option<String>) -> Result<KeyResponse> {
+        let cursor: u64 = match cursor {
+            Some(c) => c
+                .parse()
+                .with_context(|| format!("invalid list-keys cursor {c:?}"))?,
+            None => 0,
+        };
         let (keys, cursor) = match self {
             Backend::Embedded(s) => {
                 let skip = usize::try_from(cursor).unwrap_or(usize::MAX);
@@ -119,17 +130,36 @@ impl Backend {
             }
             Backend::Redis(r) => redis::list_keys(&r, &ns, cursor).await?,
         };
-        Ok(KeyResponse { keys, cursor })
+        Ok(KeyResponse {
+            keys,
+            cursor: cursor.map(|c| c.to_string()),
+        })
     }
 
-    async fn increment(self, ns: Arc<str>, key: String, delta: u64) -> Result<u64> {
+    /// Sets `key` to `value` only if it still holds `expected` (`None`: absent); whether it did.
+    async fn swap(
+        self,
+        ns: Arc<str>,
+        key: String,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+    ) -> Result<bool> {
+        match self {
+            Backend::Embedded(s) => {
+                blocking(move || s.swap(&ns, &key, expected.as_deref(), &value)).await
+            }
+            Backend::Redis(r) => redis::swap(&r, &ns, &key, expected.as_deref(), &value).await,
+        }
+    }
+
+    async fn increment(self, ns: Arc<str>, key: String, delta: i64) -> Result<i64> {
         match self {
             Backend::Embedded(s) => blocking(move || s.increment(&ns, &key, delta)).await,
             Backend::Redis(r) => redis::increment(&r, &ns, &key, delta).await,
         }
     }
 
-    async fn get_many(self, ns: Arc<str>, keys: Vec<String>) -> Result<Vec<Option<Entry>>> {
+    async fn get_many(self, ns: Arc<str>, keys: Vec<String>) -> Result<Vec<Entry>> {
         match self {
             Backend::Embedded(s) => blocking(move || s.get_many(&ns, keys)).await,
             Backend::Redis(r) => redis::get_many(&r, &ns, keys).await,
@@ -145,9 +175,17 @@ async fn blocking<T: Send + 'static>(op: impl FnOnce() -> Result<T> + Send + 'st
 }
 
 /// An open bucket: the store and the tenant's namespace in it.
+#[derive(Clone)]
 pub struct Bucket {
     store: Backend,
     namespace: Arc<str>,
+}
+
+/// A compare-and-swap in progress: the value read when it was made, to be compared at swap.
+pub struct Cas {
+    bucket: Bucket,
+    key: String,
+    current: Option<Vec<u8>>,
 }
 
 /// The view the generated host traits are implemented on.
@@ -186,11 +224,35 @@ impl KeyValue<'_> {
     {
         let bucket = self.table.get(bucket)?;
         let outcome = op(bucket.store.clone(), bucket.namespace.clone()).await;
-        Ok(outcome.map_err(|e| {
-            tracing::warn!("key-value store error: {e:#}");
-            KvError::Other(format!("{e:#}"))
-        }))
+        Ok(outcome.map_err(storage_error))
     }
+
+    /// Reads `key` and keeps what it read in a new `cas` resource.
+    async fn new_cas(
+        &mut self,
+        bucket: Bucket,
+        key: String,
+    ) -> wasmtime::Result<Result<Resource<Cas>, KvError>> {
+        let current = (bucket.store.clone())
+            .get(bucket.namespace.clone(), key.clone())
+            .await;
+        let current = match current {
+            Ok(current) => current,
+            Err(e) => return Ok(Err(storage_error(e))),
+        };
+        let cas = Cas {
+            bucket,
+            key,
+            current,
+        };
+        Ok(Ok(self.table.push(cas)?))
+    }
+}
+
+/// Storage failures reach the guest as `other` (and the log), never as traps.
+fn storage_error(e: anyhow::Error) -> KvError {
+    tracing::warn!("key-value store error: {e:#}");
+    KvError::Other(format!("{e:#}"))
 }
 
 impl store::Host for KeyValue<'_> {
@@ -249,10 +311,9 @@ impl store::HostBucket for KeyValue<'_> {
     async fn list_keys(
         &mut self,
         bucket: Resource<Bucket>,
-        cursor: Option<u64>,
+        cursor: Option<String>,
     ) -> wasmtime::Result<Result<KeyResponse, KvError>> {
-        self.run(&bucket, |b, ns| b.list_keys(ns, cursor.unwrap_or(0)))
-            .await
+        self.run(&bucket, |b, ns| b.list_keys(ns, cursor)).await
     }
 
     async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
@@ -266,9 +327,57 @@ impl atomics::Host for KeyValue<'_> {
         &mut self,
         bucket: Resource<Bucket>,
         key: String,
-        delta: u64,
-    ) -> wasmtime::Result<Result<u64, KvError>> {
+        delta: i64,
+    ) -> wasmtime::Result<Result<i64, KvError>> {
         self.run(&bucket, |b, ns| b.increment(ns, key, delta)).await
+    }
+
+    /// Swaps in `value` if the key still holds what the `cas` read; otherwise hands back a new
+    /// `cas` holding the value found now, ready for a retry.
+    async fn swap(
+        &mut self,
+        cas: Resource<Cas>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), CasError>> {
+        let Cas {
+            bucket,
+            key,
+            current,
+        } = self.table.delete(cas)?;
+        let swapped = (bucket.store.clone())
+            .swap(bucket.namespace.clone(), key.clone(), current, value)
+            .await;
+        Ok(match swapped {
+            Ok(true) => Ok(()),
+            Ok(false) => match self.new_cas(bucket, key).await? {
+                Ok(retry) => Err(CasError::CasFailed(retry)),
+                Err(e) => Err(CasError::StoreError(e)),
+            },
+            Err(e) => Err(CasError::StoreError(storage_error(e))),
+        })
+    }
+}
+
+impl atomics::HostCas for KeyValue<'_> {
+    async fn new(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<Resource<Cas>, KvError>> {
+        let bucket = self.table.get(&bucket)?.clone();
+        self.new_cas(bucket, key).await
+    }
+
+    async fn current(
+        &mut self,
+        cas: Resource<Cas>,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, KvError>> {
+        Ok(Ok(self.table.get(&cas)?.current.clone()))
+    }
+
+    async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
+        self.table.delete(cas)?;
+        Ok(())
     }
 }
 
@@ -277,14 +386,14 @@ impl batch::Host for KeyValue<'_> {
         &mut self,
         bucket: Resource<Bucket>,
         keys: Vec<String>,
-    ) -> wasmtime::Result<Result<Vec<Option<Entry>>, KvError>> {
+    ) -> wasmtime::Result<Result<Vec<Entry>, KvError>> {
         self.run(&bucket, |b, ns| b.get_many(ns, keys)).await
     }
 
     async fn set_many(
         &mut self,
         bucket: Resource<Bucket>,
-        key_values: Vec<Entry>,
+        key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), KvError>> {
         self.run(&bucket, |b, ns| b.set_many(ns, key_values)).await
     }

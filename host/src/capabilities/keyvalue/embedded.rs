@@ -44,14 +44,14 @@ impl EmbeddedStore {
         Ok(table.get(key)?.map(|v| v.value().to_vec()))
     }
 
-    pub fn get_many(&self, table: &str, keys: Vec<String>) -> Result<Vec<Option<Entry>>> {
+    pub fn get_many(&self, table: &str, keys: Vec<String>) -> Result<Vec<Entry>> {
         let Some(table) = self.read_table(table)? else {
-            return Ok(keys.iter().map(|_| None).collect());
+            return Ok(keys.into_iter().map(|key| (key, None)).collect());
         };
         keys.into_iter()
             .map(|key| {
                 let value = table.get(key.as_str())?.map(|v| v.value().to_vec());
-                Ok(value.map(|v| (key, v)))
+                Ok((key, value))
             })
             .collect()
     }
@@ -71,8 +71,26 @@ impl EmbeddedStore {
         Ok((keys, cursor))
     }
 
+    /// Sets `key` to `value` if it holds `expected` (`None`: absent), in one transaction.
+    pub fn swap(
+        &self,
+        table: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool> {
+        self.write(table, |t| {
+            let current = t.get(key)?.map(|v| v.value().to_vec());
+            if current.as_deref() != expected {
+                return Ok(false);
+            }
+            t.insert(key, value)?;
+            Ok(true)
+        })
+    }
+
     /// Adds `delta` to the decimal counter at `key` (missing counts as 0) in one transaction.
-    pub fn increment(&self, table: &str, key: &str, delta: u64) -> Result<u64> {
+    pub fn increment(&self, table: &str, key: &str, delta: i64) -> Result<i64> {
         self.write(table, |t| {
             let current = match t.get(key)? {
                 None => 0,
@@ -104,6 +122,6 @@ impl EmbeddedStore {
 }
 
 /// Counters are stored as decimal text, as Redis does, so data moves between backends as is.
-fn parse_counter(bytes: &[u8]) -> Result<u64> {
+fn parse_counter(bytes: &[u8]) -> Result<i64> {
     Ok(std::str::from_utf8(bytes)?.trim().parse()?)
 }

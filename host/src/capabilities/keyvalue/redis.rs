@@ -4,7 +4,7 @@
 
 use super::Entry;
 use crate::capabilities::redis::RedisPool;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use redis::AsyncCommands;
 
 fn key(namespace: &str, key: &str) -> String {
@@ -28,13 +28,40 @@ pub async fn exists(pool: &RedisPool, ns: &str, k: &str) -> Result<bool> {
     Ok(pool.shared().await?.exists(key(ns, k)).await?)
 }
 
-pub async fn increment(pool: &RedisPool, ns: &str, k: &str, delta: u64) -> Result<u64> {
-    let delta = i64::try_from(delta).context("increment too large for Redis")?;
-    let value: i64 = pool.shared().await?.incr(key(ns, k), delta).await?;
-    u64::try_from(value).context("counter is negative")
+pub async fn increment(pool: &RedisPool, ns: &str, k: &str, delta: i64) -> Result<i64> {
+    Ok(pool.shared().await?.incr(key(ns, k), delta).await?)
 }
 
-pub async fn get_many(pool: &RedisPool, ns: &str, keys: Vec<String>) -> Result<Vec<Option<Entry>>> {
+/// SET if the value is still `expected` (`None`: absent), atomically on the server.
+pub async fn swap(
+    pool: &RedisPool,
+    ns: &str,
+    k: &str,
+    expected: Option<&[u8]>,
+    value: &[u8],
+) -> Result<bool> {
+    static SWAP: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+        redis::Script::new(
+            "local current = redis.call('GET', KEYS[1]) \
+             if (ARGV[1] == 'absent' and current == false) or \
+                (ARGV[1] == 'present' and current == ARGV[2]) then \
+               redis.call('SET', KEYS[1], ARGV[3]) return 1 \
+             end return 0",
+        )
+    });
+    let mut invocation = SWAP.key(key(ns, k));
+    match expected {
+        None => invocation.arg("absent").arg(""),
+        Some(old) => invocation.arg("present").arg(old),
+    };
+    let swapped: i64 = invocation
+        .arg(value)
+        .invoke_async(&mut pool.shared().await?)
+        .await?;
+    Ok(swapped == 1)
+}
+
+pub async fn get_many(pool: &RedisPool, ns: &str, keys: Vec<String>) -> Result<Vec<Entry>> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -43,14 +70,10 @@ pub async fn get_many(pool: &RedisPool, ns: &str, keys: Vec<String>) -> Result<V
         .arg(full)
         .query_async(&mut pool.shared().await?)
         .await?;
-    Ok(keys
-        .into_iter()
-        .zip(values)
-        .map(|(k, v)| v.map(|v| (k, v)))
-        .collect())
+    Ok(keys.into_iter().zip(values).collect())
 }
 
-pub async fn set_many(pool: &RedisPool, ns: &str, entries: Vec<Entry>) -> Result<()> {
+pub async fn set_many(pool: &RedisPool, ns: &str, entries: Vec<(String, Vec<u8>)>) -> Result<()> {
     if entries.is_empty() {
         return Ok(());
     }
