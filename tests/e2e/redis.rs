@@ -9,7 +9,7 @@ use std::time::Duration;
 fn config(redis: &RedisServer, pool_settings: &str, extra: &str) -> String {
     format!(
         "[server]\ncode_cache = {cache}\n\
-         [defaults.limits]\ntimeout = \"1s\"\n\
+         [defaults.limits]\ntimeout = \"2s\"\n\
          [pools.cache]\nkind = \"redis\"\nurl = \"{url}\"\n{pool_settings}\n\
          [pools.other]\nkind = \"redis\"\nurl = \"{url}/1\"\n\
          [grants]\npools = [\"cache\"]\n\
@@ -334,4 +334,21 @@ async fn redis_down_at_startup_is_a_warning_naming_pool_and_address_unless_requi
     assert!(stderr.contains("pool cache"), "{stderr}");
     assert!(stderr.contains("required"), "{stderr}");
     assert!(stderr.contains(&redis.port.to_string()), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_shutdown_pools_close_only_after_requests_in_flight_finish() {
+    let redis = RedisServer::start().unwrap();
+    let mut host = HostProcess::start(&config(&redis, "", "")).unwrap();
+    let client = http1_client();
+    // Busy on a leased connection for a second, then using the shared one.
+    let in_flight = spawn_get(&client, host.url("/probe/hold?n=1&then=wait"));
+    assert!(host.wait_for_log("app=probe"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    host.signal(libc::SIGTERM);
+    assert!(host.wait_for_log("shutting down"));
+    let reply = in_flight.await.unwrap().unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "waited, then counted 1\n");
+    assert!(host.wait_exit(Duration::from_secs(20)).unwrap().success());
 }

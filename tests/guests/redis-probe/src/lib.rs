@@ -172,7 +172,8 @@ fn watch(r: &Redis) -> Result<String, Error> {
 }
 
 /// Leases `n` connections (`n=..`), WATCHes a key on each, then ends as told: `then=ok`
-/// returns, `then=trap` panics, `then=block` blocks in BLPOP until the request's deadline.
+/// returns, `then=trap` panics, `then=block` blocks in BLPOP until the request's deadline,
+/// `then=wait` waits one second in BLPOP, then writes and reads with the pool again.
 fn hold(r: &Redis, query: &str) -> Result<String, Error> {
     let param = |name: &str| {
         query
@@ -190,6 +191,11 @@ fn hold(r: &Redis, query: &str) -> Result<String, Error> {
     }
     match param("then").as_str() {
         "trap" => panic!("trapping while holding {n} leased connections"),
+        "wait" => {
+            leases[0].execute(cmd("BLPOP").arg("never-pushed").arg(1))?;
+            let n = r.incr("waited", 1)?;
+            Ok(format!("waited, then counted {n}\n"))
+        }
         "block" => {
             leases[0].execute(cmd("BLPOP").arg("never-pushed").arg(0))?;
             unreachable!("BLPOP 0 on an empty list does not return")
