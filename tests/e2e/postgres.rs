@@ -376,6 +376,18 @@ async fn a_guest_trapping_mid_transaction_is_rolled_back_and_its_lease_returned(
         "the insert was rolled back"
     );
     pool_serves_max_connections_transactions(&client, &host).await;
+    // Had a connection gone back still inside the trapped transaction, these COMMITs would
+    // have committed its insert.
+    assert_eq!(
+        pg.count("SELECT count(*) FROM probe_rows").unwrap(),
+        0,
+        "no later commit carried the trapped insert"
+    );
+    assert!(
+        host.wait_for_log("rolled back a transaction left open"),
+        "the host rolled back the open transaction: {}",
+        host.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -404,6 +416,10 @@ async fn a_request_timing_out_inside_a_transaction_frees_its_connection() {
         wait_for_count(&pg, &busy, 0),
         0,
         "cut-off statements were cancelled, open transactions ended"
+    );
+    assert!(
+        host.log().contains("statement cut off"),
+        "the statement in flight at the deadline was cancelled"
     );
     assert_eq!(
         pg.count("SELECT count(*) FROM probe_rows").unwrap(),

@@ -118,7 +118,7 @@ fn param(value: Value, ty: &Type) -> Result<Param, String> {
              it in SQL (e.g. `$1::text::{ty}`)"
         ));
     };
-    let mismatch = || format!("a `{ty}` cannot be given a {given} value");
+    let mismatch = || format!("a {given} value cannot fill a `{ty}`");
     let out_of_range = |n: &dyn std::fmt::Display| format!("{n} does not fit in a `{ty}`");
     Ok(match (value, kind) {
         (Value::Null, _) => Param::Null,
