@@ -296,13 +296,23 @@ impl Drop for Lease {
                 drop(client);
             });
         } else {
+            // Bounded, so a server gone silent cannot keep the connection out of the pool.
+            let limit = self.pool.acquire_timeout;
             runtime.spawn(async move {
-                match conn.batch_execute("ROLLBACK").await {
-                    Ok(()) => {
+                match tokio::time::timeout(limit, conn.batch_execute("ROLLBACK")).await {
+                    Ok(Ok(())) => {
                         tracing::debug!(pool, "rolled back a transaction left open by its guest")
                     }
-                    Err(e) => {
-                        tracing::warn!(pool, "closing a connection whose open transaction could not be rolled back: {e}");
+                    outcome => {
+                        let why = match outcome {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => format!("no answer within {limit:?}"),
+                        };
+                        tracing::warn!(
+                            pool,
+                            "closing a connection whose open transaction could not be rolled \
+                             back: {why}"
+                        );
                         drop(Object::take(conn));
                     }
                 }
