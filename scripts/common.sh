@@ -38,15 +38,34 @@ build_guests() {
     done
 }
 
-# Test servers the suite starts itself (on free loopback ports, stopped afterwards).
+# The PostgreSQL server programs (initdb, postgres): on PATH, at `pg_config --bindir`, or where
+# Debian puts them (/usr/lib/postgresql/VERSION/bin). tests/support/postgres.rs looks the same way.
+have_postgres_server() {
+    local dir
+    command -v initdb >/dev/null 2>&1 && command -v postgres >/dev/null 2>&1 && return 0
+    dir="$(pg_config --bindir 2>/dev/null || true)"
+    [ -n "$dir" ] && [ -x "$dir/initdb" ] && [ -x "$dir/postgres" ] && return 0
+    for dir in /usr/lib/postgresql/*/bin; do
+        [ -x "$dir/initdb" ] && [ -x "$dir/postgres" ] && return 0
+    done
+    return 1
+}
+
+# Test servers the suite starts itself (on free loopback ports, stopped afterwards): Redis and
+# PostgreSQL. Installs the missing ones when root on Debian; otherwise says what to install.
 need_test_servers() {
-    command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && return
+    local missing=() package
+    { command -v redis-server && command -v redis-cli; } >/dev/null 2>&1 || missing+=(redis-server)
+    have_postgres_server || missing+=(postgresql)
+    [ "${#missing[@]}" -eq 0 ] && return
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        say "installing redis-server (Debian package) for the tests"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-        # The package starts a system service; the tests run their own servers.
-        (service redis-server stop || systemctl stop redis-server) >/dev/null 2>&1 || true
+        say "installing ${missing[*]} (Debian packages) for the tests"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        # The packages start system services; the tests run their own servers.
+        for package in "${missing[@]}"; do
+            (service "$package" stop || systemctl stop "$package") >/dev/null 2>&1 || true
+        done
     else
-        die "redis-server is missing: install it (Debian/Ubuntu: sudo apt-get install redis-server)"
+        die "test servers missing: ${missing[*]}. Install them (Debian/Ubuntu: sudo apt-get install ${missing[*]}); the PostgreSQL tests need the server programs initdb and postgres"
     fi
 }

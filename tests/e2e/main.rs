@@ -8,6 +8,7 @@ mod keyvalue;
 mod lifecycle;
 mod limits;
 mod outbound;
+mod postgres;
 mod privilege;
 mod protocol;
 mod redis;

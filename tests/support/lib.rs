@@ -4,6 +4,10 @@
 //! `scripts/test` before `cargo test` runs (cargo holds its build lock while tests run, so
 //! tests cannot build them themselves).
 
+pub mod postgres;
+
+pub use postgres::PostgresServer;
+
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

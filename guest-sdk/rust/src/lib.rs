@@ -22,6 +22,7 @@ extern crate self as hostel_guest;
 pub mod http;
 pub mod kv;
 pub mod outbound;
+pub mod pg;
 pub mod redis;
 
 pub use http::{BodyReader, BodyWriter, IntoResponse, Request, Response};
