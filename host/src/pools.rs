@@ -157,6 +157,26 @@ fn shared<P: ServerPool>(
     Ok(pool)
 }
 
+/// Builds a deadpool pool (Redis leases, PostgreSQL connections) with the configured size and
+/// timeouts: waiting for a free connection, opening one and checking one before reuse each get
+/// the acquire timeout.
+pub fn build_deadpool<M, W>(
+    builder: deadpool::managed::PoolBuilder<M, W>,
+    config: &PoolConfig,
+) -> Result<deadpool::managed::Pool<M, W>>
+where
+    M: deadpool::managed::Manager,
+    W: From<deadpool::managed::Object<M>>,
+{
+    Ok(builder
+        .max_size(config.max_connections as usize)
+        .wait_timeout(Some(config.acquire_timeout))
+        .create_timeout(Some(config.acquire_timeout))
+        .recycle_timeout(Some(config.acquire_timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()?)
+}
+
 /// Retries until the server answers, with a capped backoff; warns once, then says when the
 /// pool is up. Requests that need the pool meanwhile get an `unavailable` error.
 async fn connect_in_background(pool: Arc<dyn ServerPool>, names: String, address: String) {

@@ -199,18 +199,11 @@ async fn redis_going_away_is_an_error_for_guests_and_service_resumes_when_it_is_
 
     redis.resume().unwrap();
     // The data went with the crash (no persistence configured); the connection comes back.
-    let mut recovered = None;
-    for _ in 0..100 {
-        let reply = get(&client, &host.url("/counter")).await.unwrap();
-        if reply.status == 200 {
-            recovered = Some(reply.text());
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let url = host.url("/counter");
+    let reply = until_status(200, || get(&client, &url)).await;
     assert_eq!(
-        recovered.as_deref(),
-        Some("1\n"),
+        reply.text(),
+        "1\n",
         "served again without restarting the host"
     );
 }

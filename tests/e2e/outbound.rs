@@ -43,22 +43,26 @@ async fn outbound_calls_reuse_pooled_connections_per_tenant() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn aggregator_fans_out_concurrently_over_pooled_connections() {
-    let upstream = Upstream::start(Duration::from_millis(50)).await;
-    let server = upstream.addr;
+/// The aggregator example fanning out to `/item/0` … `/item/4` of `server`.
+fn aggregator_config(server: std::net::SocketAddr) -> String {
     let urls: Vec<String> = (0..5)
         .map(|i| format!("http://{server}/item/{i}"))
         .collect();
-    let config = format!(
+    format!(
         "[server]\ncode_cache = {cache}\n\
          [grants]\noutbound = [\"http://{server}\"]\nenv = {{ UPSTREAMS = \"{urls}\" }}\n\
          [apps.aggregator]\nroute = \"/\"\ncomponent = {aggregator}\n",
         cache = toml_path(&shared_code_cache()),
         urls = urls.join(","),
         aggregator = toml_path(&guest("aggregator")),
-    );
-    let host = HostProcess::start(&config).unwrap();
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aggregator_fans_out_concurrently_over_pooled_connections() {
+    let upstream = Upstream::start(Duration::from_millis(50)).await;
+    let server = upstream.addr;
+    let host = HostProcess::start(&aggregator_config(server)).unwrap();
     let client = http1_client();
     for _ in 0..10 {
         let reply = get(&client, &host.url("/")).await.unwrap();
@@ -78,6 +82,27 @@ async fn aggregator_fans_out_concurrently_over_pooled_connections() {
     assert!(
         upstream.accepted() <= 5,
         "50 outbound calls, at most 5 at a time, reuse pooled connections: {} accepted",
+        upstream.accepted()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_fan_outs_reuse_the_pools_connections() {
+    let upstream = Upstream::start(Duration::ZERO).await;
+    let server = upstream.addr;
+    let host = HostProcess::start(&aggregator_config(server)).unwrap();
+    let client = http1_client();
+    // 1,000 requests, 10 at a time: 5,000 outbound calls, at most 50 in flight at once.
+    for _ in 0..100 {
+        for reply in get_concurrently(&client, &host.url("/"), 10).await {
+            let reply = reply.unwrap();
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            assert_eq!(reply.text().matches(r#""status":200"#).count(), 5);
+        }
+    }
+    assert!(
+        upstream.accepted() <= 50,
+        "5,000 calls, at most 50 at a time, over at most 50 pooled connections: {} accepted",
         upstream.accepted()
     );
 }

@@ -497,16 +497,12 @@ async fn postgres_stopping_makes_todo_unavailable_and_it_recovers_without_a_host
     );
 
     pg.resume().unwrap();
-    let mut recovered = None;
-    for _ in 0..100 {
-        let reply = get(&client, &todo).await.unwrap();
-        if reply.status == 200 {
-            recovered = Some(json(&reply));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let list = recovered.expect("todo answers again after the server is back");
+    let reply = until_status(200, || get(&client, &todo)).await;
+    assert_eq!(
+        reply.status, 200,
+        "todo answers again after the server is back"
+    );
+    let list = json(&reply);
     assert_eq!(list[0]["title"], "survives");
     assert_eq!(
         post(&client, &todo, r#"{"title": "after"}"#)
@@ -544,16 +540,7 @@ async fn postgres_down_at_startup_is_a_warning_and_the_pool_connects_when_it_sta
     assert_eq!(get(&client, &host.url("/hello")).await.unwrap().status, 200);
 
     pg.resume().unwrap();
-    let mut status = 0;
-    for _ in 0..100 {
-        status = post(&client, &host.url("/todo"), r#"{"title": "late"}"#)
-            .await
-            .unwrap()
-            .status;
-        if status == 201 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, 201, "served once the server is up");
+    let url = host.url("/todo");
+    let reply = until_status(201, || post(&client, &url, r#"{"title": "late"}"#)).await;
+    assert_eq!(reply.status, 201, "served once the server is up");
 }

@@ -269,15 +269,12 @@ async fn redis_killed_mid_run_is_a_503_while_others_are_served_then_service_resu
     assert_eq!(get(&client, &host.url("/hello")).await.unwrap().status, 200);
 
     redis.resume().unwrap();
-    let mut status = 0;
-    for _ in 0..100 {
-        status = get(&client, &host.url("/counter/k")).await.unwrap().status;
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, 200, "served again without restarting the host");
+    let url = host.url("/counter/k");
+    let reply = until_status(200, || get(&client, &url)).await;
+    assert_eq!(
+        reply.status, 200,
+        "served again without restarting the host"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -303,15 +300,9 @@ async fn redis_down_at_startup_is_a_warning_naming_pool_and_address_unless_requi
     );
     assert_eq!(get(&client, &host.url("/hello")).await.unwrap().status, 200);
     redis.resume().unwrap();
-    let mut status = 0;
-    for _ in 0..100 {
-        status = get(&client, &host.url("/counter/k")).await.unwrap().status;
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, 200, "recovers once Redis is up");
+    let url = host.url("/counter/k");
+    let reply = until_status(200, || get(&client, &url)).await;
+    assert_eq!(reply.status, 200, "recovers once Redis is up");
     drop(host);
 
     // With `connect = "required"` the host refuses to start instead.

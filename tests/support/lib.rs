@@ -509,3 +509,21 @@ impl RedisServer {
             .collect())
     }
 }
+
+/// Repeats `attempt` every 100 ms, for at most 10 s, until its reply has status `expected`, and
+/// returns the last reply: for tests where a server comes back and the host must notice.
+pub async fn until_status<F, Fut>(expected: u16, mut attempt: F) -> Reply
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Reply>>,
+{
+    let mut reply = attempt().await.expect("request failed");
+    for _ in 0..100 {
+        if reply.status == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        reply = attempt().await.expect("request failed");
+    }
+    reply
+}

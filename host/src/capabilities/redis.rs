@@ -181,6 +181,11 @@ fn prepare(namespace: &str, command: &Command) -> Result<Prepared, Error> {
     namespace::prepare(namespace, &command.name, &command.args).map_err(Error::Refused)
 }
 
+/// `name key values...`: a key and binary values.
+fn keyed(name: &str, key: String, values: Vec<Vec<u8>>) -> Command {
+    command(name, std::iter::once(key.into_bytes()).chain(values))
+}
+
 /// `name key args...` with string arguments: how the typed functions build their commands.
 fn command(name: &str, args: impl IntoIterator<Item = impl AsRef<[u8]>>) -> Command {
     Command {
@@ -190,23 +195,32 @@ fn command(name: &str, args: impl IntoIterator<Item = impl AsRef<[u8]>>) -> Comm
 }
 
 impl Redis<'_> {
+    /// The pool and namespace behind a guest's handle.
+    fn parts(
+        &self,
+        handle: &Resource<RedisHandle>,
+    ) -> wasmtime::Result<(Arc<RedisPool>, Arc<str>)> {
+        let handle = self.table.get(handle)?;
+        Ok((handle.pool.clone(), handle.namespace.clone()))
+    }
+
     /// Runs one command on the shared multiplexed connection and returns the raw reply.
     async fn run(
         &mut self,
         handle: &Resource<RedisHandle>,
         command: Command,
-    ) -> Result<Reply, Error> {
-        let handle = self
-            .table
-            .get(handle)
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
-        let prepared = prepare(&handle.namespace, &command)?;
-        let mut connection = handle.pool.shared().await.map_err(unavailable)?;
-        prepared
-            .cmd
-            .query_async(&mut connection)
-            .await
-            .map_err(error_from)
+    ) -> wasmtime::Result<Result<Reply, Error>> {
+        let (pool, namespace) = self.parts(handle)?;
+        Ok(async {
+            let prepared = prepare(&namespace, &command)?;
+            let mut connection = pool.shared().await.map_err(unavailable)?;
+            prepared
+                .cmd
+                .query_async(&mut connection)
+                .await
+                .map_err(error_from)
+        }
+        .await)
     }
 
     /// `run`, then read the reply as `T`.
@@ -215,7 +229,7 @@ impl Redis<'_> {
         handle: &Resource<RedisHandle>,
         command: Command,
     ) -> wasmtime::Result<Result<T, Error>> {
-        Ok(self.run(handle, command).await.and_then(typed))
+        Ok(self.run(handle, command).await?.and_then(typed))
     }
 
     fn lease(&mut self, lease: &Resource<RedisLease>) -> wasmtime::Result<&mut RedisLease> {
@@ -270,7 +284,7 @@ impl wit::HostConnection for Redis<'_> {
             cmd.args.push(b"PX".to_vec());
             cmd.args.push(ms.to_string().into_bytes());
         }
-        Ok(self.run(&h, cmd).await.map(drop))
+        Ok(self.run(&h, cmd).await?.map(drop))
     }
 
     async fn incr(
@@ -362,8 +376,7 @@ impl wit::HostConnection for Redis<'_> {
         key: String,
         values: Vec<Vec<u8>>,
     ) -> wasmtime::Result<Result<u32, Error>> {
-        let cmd = command("LPUSH", std::iter::once(key.into_bytes()).chain(values));
-        self.run_typed(&h, cmd).await
+        self.run_typed(&h, keyed("LPUSH", key, values)).await
     }
 
     async fn rpush(
@@ -372,8 +385,7 @@ impl wit::HostConnection for Redis<'_> {
         key: String,
         values: Vec<Vec<u8>>,
     ) -> wasmtime::Result<Result<u32, Error>> {
-        let cmd = command("RPUSH", std::iter::once(key.into_bytes()).chain(values));
-        self.run_typed(&h, cmd).await
+        self.run_typed(&h, keyed("RPUSH", key, values)).await
     }
 
     async fn lpop(
@@ -417,8 +429,7 @@ impl wit::HostConnection for Redis<'_> {
         key: String,
         members: Vec<Vec<u8>>,
     ) -> wasmtime::Result<Result<u32, Error>> {
-        let cmd = command("SADD", std::iter::once(key.into_bytes()).chain(members));
-        self.run_typed(&h, cmd).await
+        self.run_typed(&h, keyed("SADD", key, members)).await
     }
 
     async fn srem(
@@ -427,8 +438,7 @@ impl wit::HostConnection for Redis<'_> {
         key: String,
         members: Vec<Vec<u8>>,
     ) -> wasmtime::Result<Result<u32, Error>> {
-        let cmd = command("SREM", std::iter::once(key.into_bytes()).chain(members));
-        self.run_typed(&h, cmd).await
+        self.run_typed(&h, keyed("SREM", key, members)).await
     }
 
     async fn smembers(
@@ -464,17 +474,13 @@ impl wit::HostConnection for Redis<'_> {
         h: Resource<RedisHandle>,
         command: Command,
     ) -> wasmtime::Result<Result<Vec<Value>, Error>> {
-        let handle = self.table.get(&h)?;
-        let (pool, namespace) = (handle.pool.clone(), handle.namespace.clone());
-        let prepared = match prepare(&namespace, &command) {
-            Ok(prepared) => prepared,
-            Err(e) => return Ok(Err(e)),
-        };
-        let mut connection = match pool.shared().await {
-            Ok(connection) => connection,
-            Err(e) => return Ok(Err(unavailable(e))),
-        };
-        Ok(send(&mut connection, &namespace, prepared).await)
+        let (pool, namespace) = self.parts(&h)?;
+        Ok(async {
+            let prepared = prepare(&namespace, &command)?;
+            let mut connection = pool.shared().await.map_err(unavailable)?;
+            send(&mut connection, &namespace, prepared).await
+        }
+        .await)
     }
 
     async fn pipeline(
@@ -482,30 +488,26 @@ impl wit::HostConnection for Redis<'_> {
         h: Resource<RedisHandle>,
         commands: Vec<Command>,
     ) -> wasmtime::Result<Result<Vec<Result<Vec<Value>, Error>>, Error>> {
-        let handle = self.table.get(&h)?;
-        let (pool, namespace) = (handle.pool.clone(), handle.namespace.clone());
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        let strips = match add_all(&mut pipe, &namespace, &commands) {
-            Ok(strips) => strips,
-            Err(e) => return Ok(Err(e)),
-        };
-        let mut connection = match pool.shared().await {
-            Ok(connection) => connection,
-            Err(e) => return Ok(Err(unavailable(e))),
-        };
-        let reply: Result<Reply, _> = pipe.query_async(&mut connection).await;
-        Ok(reply
-            .map_err(error_from)
-            .and_then(|reply| per_command(reply, &namespace, &strips)))
+        let (pool, namespace) = self.parts(&h)?;
+        Ok(async {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            let strips = add_all(&mut pipe, &namespace, &commands)?;
+            let mut connection = pool.shared().await.map_err(unavailable)?;
+            let reply: Reply = pipe
+                .query_async(&mut connection)
+                .await
+                .map_err(error_from)?;
+            per_command(reply, &namespace, &strips)
+        }
+        .await)
     }
 
     async fn transaction(
         &mut self,
         h: Resource<RedisHandle>,
     ) -> wasmtime::Result<Result<Resource<RedisLease>, Error>> {
-        let handle = self.table.get(&h)?;
-        let (pool, namespace) = (handle.pool.clone(), handle.namespace.clone());
+        let (pool, namespace) = self.parts(&h)?;
         let connection = match pool.lease().await {
             Ok(connection) => connection,
             Err(e) => return Ok(Err(unavailable(e))),

@@ -11,7 +11,7 @@ use crate::config::PoolConfig;
 use crate::pools::ServerPool;
 use anyhow::{Context, Result, anyhow};
 use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, TimeoutType,
 };
 use std::pin::Pin;
 use std::str::FromStr;
@@ -56,13 +56,7 @@ impl PostgresPool {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager)
-            .max_size(config.max_connections as usize)
-            .wait_timeout(Some(config.acquire_timeout))
-            .create_timeout(Some(config.acquire_timeout))
-            .recycle_timeout(Some(config.acquire_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
+        let pool = crate::pools::build_deadpool(Pool::builder(manager), config)
             .with_context(|| format!("cannot create PostgreSQL pool {name:?} ({address})"))?;
         Ok(Arc::new(PostgresPool {
             name: name.to_string(),

@@ -5,7 +5,7 @@
 use crate::config::PoolConfig;
 use crate::pools::ServerPool;
 use anyhow::{Context, Result, anyhow, bail};
-use deadpool_redis::{Connection, Manager, Pool, Runtime};
+use deadpool_redis::{Connection, Manager, Pool};
 use redis::AsyncConnectionConfig;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::pin::Pin;
@@ -37,13 +37,7 @@ impl RedisPool {
             .set_response_timeout(None);
         let manager = Manager::new_with_config(config.url.as_str(), leased_config)
             .with_context(|| format!("invalid Redis URL for pool {name:?}"))?;
-        let leased = Pool::builder(manager)
-            .max_size(config.max_connections as usize)
-            .wait_timeout(Some(config.acquire_timeout))
-            .create_timeout(Some(config.acquire_timeout))
-            .recycle_timeout(Some(config.acquire_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
+        let leased = crate::pools::build_deadpool(Pool::builder(manager), config)
             .with_context(|| format!("cannot create Redis pool {name:?}"))?;
         Ok(Arc::new(RedisPool {
             name: name.to_string(),
