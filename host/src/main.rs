@@ -27,6 +27,7 @@ struct Cli {
 struct ConfigArg {
     /// The TOML configuration file.
     #[arg(
+        id = "config",
         long = "config",
         short = 'c',
         default_value = "hostel.toml",

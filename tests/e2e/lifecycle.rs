@@ -62,3 +62,26 @@ async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
     let status = host.wait_exit(Duration::from_secs(20)).unwrap();
     assert!(status.success(), "exit status {status}");
 }
+
+#[test]
+fn measure_reports_the_sandbox_cost_of_an_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[server]\ncode_cache = {}\n[apps.hello]\nroute = \"/\"\ncomponent = {}\n",
+        toml_path(&shared_code_cache()),
+        toml_path(&guest("hello"))
+    );
+    std::fs::write(dir.path().join("hostel.toml"), config).unwrap();
+    let output = std::process::Command::new(hostel_bin())
+        .args(["measure", "--config", "hostel.toml", "--requests", "50"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("sandbox per request over 50 requests"), "{stdout}");
+}
