@@ -103,8 +103,18 @@ fn error_from(e: redis::RedisError) -> Error {
 }
 
 fn unavailable(e: anyhow::Error) -> Error {
-    tracing::warn!("{e:#}");
-    Error::Unavailable(format!("{e:#}"))
+    // redis-rs errors repeat their io source in their own message: say each cause once.
+    let mut why = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if !why.contains(&cause) {
+            if !why.is_empty() {
+                why.push_str(": ");
+            }
+            why.push_str(&cause);
+        }
+    }
+    tracing::warn!("{why}");
+    Error::Unavailable(why)
 }
 
 /// A reply, flattened depth-first into the guest's values; server errors inside it (a failed
