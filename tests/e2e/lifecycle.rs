@@ -83,5 +83,8 @@ fn measure_reports_the_sandbox_cost_of_an_app() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("sandbox per request over 50 requests"), "{stdout}");
+    assert!(
+        stdout.contains("sandbox per request over 50 requests"),
+        "{stdout}"
+    );
 }

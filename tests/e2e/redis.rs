@@ -343,3 +343,34 @@ async fn at_shutdown_pools_close_only_after_requests_in_flight_finish() {
     assert_eq!(reply.text(), "waited, then counted 1\n");
     assert!(host.wait_exit(Duration::from_secs(20)).unwrap().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_leased_connections_are_closed_after_the_idle_timeout() {
+    let redis = RedisServer::start().unwrap();
+    let settings = "max_connections = 4\nidle_timeout = \"1s\"";
+    let host = HostProcess::start(&config(&redis, settings, "")).unwrap();
+    let client = http1_client();
+    assert_eq!(
+        ok_text(&client, &host.url("/probe/hold?n=3")).await,
+        "held 3\n"
+    );
+    let with_leases = redis.clients_of_db(0).unwrap().len();
+    assert_eq!(with_leases, 4, "the shared connection and 3 leased ones");
+    let mut open = with_leases;
+    for _ in 0..100 {
+        open = redis.clients_of_db(0).unwrap().len();
+        if open == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        open, 1,
+        "only the shared connection is left once the leased ones idled"
+    );
+    // And the pool opens new ones when asked again.
+    assert_eq!(
+        ok_text(&client, &host.url("/probe/hold?n=2")).await,
+        "held 2\n"
+    );
+}
