@@ -4,6 +4,7 @@
 
 mod compat;
 mod config_errors;
+mod conformance;
 mod keyvalue;
 mod lifecycle;
 mod limits;

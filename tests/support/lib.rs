@@ -68,6 +68,26 @@ pub fn guest(crate_name: &str) -> PathBuf {
     path
 }
 
+/// An example component of `language` (`rust`, `python`, …) from `components/`, e.g.
+/// `example("python", "counter")`. Panics, naming the file, when that language's build has not
+/// produced it: a missing example fails the test that wanted it.
+pub fn example(language: &str, name: &str) -> PathBuf {
+    if language == "rust" {
+        return guest(name);
+    }
+    let path = target_dir()
+        .join("components")
+        .join(language)
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: the {language} example `components/{language}/{name}` was not built \
+         (scripts/test builds every language's examples)",
+        path.display()
+    );
+    path
+}
+
 /// A compiled-code cache shared by the tests in this run, so each guest compiles once.
 pub fn shared_code_cache() -> PathBuf {
     target_dir().join("e2e-code-cache")
