@@ -72,13 +72,14 @@ need_python_guest_tools() {
         die "cannot install componentize-py from PyPI into $venv"
 }
 
-# Builds every Python guest (components/python/NAME/app.py) with the SDK in guest-sdk/python
-# into $TARGET_DIR/components/python/NAME.wasm, skipping those already newer than their sources.
+# Builds every Python guest (components/python/NAME/app.py, and test guests in
+# tests/guests-python/NAME/) with the SDK in guest-sdk/python into
+# $TARGET_DIR/components/python/NAME.wasm, skipping those already newer than their sources.
 build_python_guests() {
     need_python_guest_tools
     local dir name out
     mkdir -p "$TARGET_DIR/components/python" dist/components/python
-    for dir in components/python/*/; do
+    for dir in components/python/*/ tests/guests-python/*/; do
         name="$(basename "$dir")"
         out="$TARGET_DIR/components/python/$name.wasm"
         if [ ! -f "$out" ] || [ -n "$(find "$dir" guest-sdk/python wit -newer "$out" -print -quit)" ]; then
@@ -86,7 +87,7 @@ build_python_guests() {
             "$GUEST_TOOLS/python/bin/componentize-py" -d wit -w hostel:host/handler \
                 componentize app -p "$dir" -p guest-sdk/python -o "$out" >/dev/null
         fi
-        cp "$out" "dist/components/python/$name.wasm"
+        case "$dir" in components/*) cp "$out" "dist/components/python/$name.wasm" ;; esac
     done
 }
 

@@ -50,12 +50,17 @@ component = {probe}
 [apps.hello]
 route = "/hello"
 component = {hello}
+
+[apps.python-probe]
+route = "/python-probe"
+component = {python_probe}
 "#,
         cache = toml_path(&shared_code_cache()),
         url = pg.url(),
         todo = toml_path(&guest("todo")),
         probe = toml_path(&guest("pg-probe")),
         hello = toml_path(&guest("hello")),
+        python_probe = toml_path(&example("python", "pg-probe")),
     )
 }
 
@@ -543,4 +548,12 @@ async fn postgres_down_at_startup_is_a_warning_and_the_pool_connects_when_it_sta
     let url = host.url("/todo");
     let reply = until_status(201, || post(&client, &url, r#"{"title": "late"}"#)).await;
     assert_eq!(reply.status, 201, "served once the server is up");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_guests_reach_postgres_with_the_same_types_and_transactions() {
+    let (_pg, host) = start();
+    let reply = get(&http1_client(), &host.url("/python-probe")).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "all 11 checks passed\n");
 }

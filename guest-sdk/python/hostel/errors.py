@@ -22,7 +22,7 @@ class HostError(Exception):
         return self.kind == "unavailable"
 
 
-def _kind(error: Any) -> HostError:
+def from_wit(error: Any) -> HostError:
     """`Error_NotGranted("...")` → HostError("not-granted", "...")."""
     name = type(error).__name__.split("_", 1)[-1]
     kind = "".join("-" + c.lower() if c.isupper() else c for c in name).lstrip("-")
@@ -35,4 +35,4 @@ def call(fn: Callable[..., T], *args: Any) -> T:
     try:
         return fn(*args)
     except Err as e:
-        raise _kind(e.value) from None
+        raise from_wit(e.value) from None
