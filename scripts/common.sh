@@ -37,7 +37,6 @@ build_guests() {
         name="$(basename "$dir")"
         cp "$TARGET_DIR/wasm32-wasip2/release/${name//-/_}.wasm" "dist/components/$name.wasm"
     done
-    build_python_guests
 }
 
 # The PostgreSQL server programs (initdb, postgres): on PATH, at `pg_config --bindir`, or where
@@ -55,39 +54,20 @@ have_postgres_server() {
 
 # Guest toolchains for languages other than Rust, kept out of the repository.
 GUEST_TOOLS="${HOSTEL_GUEST_TOOLS:-$HOME/.cache/hostel/guest-tools}"
-COMPONENTIZE_PY_VERSION="0.25.1"
-
-# componentize-py (PyPI) in a virtualenv of its own, at the pinned version.
-need_python_guest_tools() {
-    local venv="$GUEST_TOOLS/python"
-    if [ "$("$venv/bin/componentize-py" --version 2>/dev/null)" = "componentize-py $COMPONENTIZE_PY_VERSION" ]; then
-        return
-    fi
-    command -v python3 >/dev/null 2>&1 ||
-        die "python3 is missing: install Python 3.10+ (Debian: apt-get install python3 python3-venv) to build Python guests"
-    say "installing componentize-py $COMPONENTIZE_PY_VERSION (PyPI) into $venv"
-    python3 -m venv "$venv" ||
-        die "cannot create a virtualenv at $venv (Debian: apt-get install python3-venv)"
-    "$venv/bin/pip" install -q "componentize-py==$COMPONENTIZE_PY_VERSION" ||
-        die "cannot install componentize-py from PyPI into $venv"
-}
+# `hostel build` (and the tests that run it) install into the same place.
+export HOSTEL_GUEST_TOOLS="$GUEST_TOOLS"
 
 # Builds every Python guest (components/python/NAME/app.py, and test guests in
-# tests/guests-python/NAME/) with the SDK in guest-sdk/python into
-# $TARGET_DIR/components/python/NAME.wasm, skipping those already newer than their sources.
+# tests/guests-python/NAME/) with `hostel build`, which installs componentize-py when missing;
+# the examples are copied to dist/components/python/. `$1` is the hostel binary to use.
 build_python_guests() {
-    need_python_guest_tools
-    local dir name out
-    mkdir -p "$TARGET_DIR/components/python" dist/components/python
+    local hostel="$1" dir name
+    mkdir -p dist/components/python
     for dir in components/python/*/ tests/guests-python/*/; do
+        dir="${dir%/}"
         name="$(basename "$dir")"
-        out="$TARGET_DIR/components/python/$name.wasm"
-        if [ ! -f "$out" ] || [ -n "$(find "$dir" guest-sdk/python wit -newer "$out" -print -quit)" ]; then
-            say "componentizing $dir (Python; ~10 s each)"
-            "$GUEST_TOOLS/python/bin/componentize-py" -d wit -w hostel:host/handler \
-                componentize app -p "$dir" -p guest-sdk/python -o "$out" >/dev/null
-        fi
-        case "$dir" in components/*) cp "$out" "dist/components/python/$name.wasm" ;; esac
+        "$hostel" build "$dir" >/dev/null
+        case "$dir" in components/*) cp "$dir/build/$name.wasm" "dist/components/python/$name.wasm" ;; esac
     done
 }
 

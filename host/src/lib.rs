@@ -14,6 +14,7 @@ pub mod capabilities;
 pub mod code_cache;
 pub mod config;
 pub mod engine;
+pub mod guest_tools;
 pub mod measure;
 pub mod pools;
 pub mod request;

@@ -65,6 +65,18 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Create a guest: a hello handler in LANGUAGE in the folder NAME, with a hostel.toml that
+    /// serves it.
+    New {
+        language: hostel::guest_tools::Language,
+        name: PathBuf,
+    },
+    /// Build the guest in DIR (Rust: Cargo.toml, Python: app.py) into DIR/build/NAME.wasm,
+    /// installing the language's toolchain when it is missing.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 fn main() {
@@ -100,6 +112,8 @@ fn run(command: Command) -> Result<()> {
             host,
             requests,
         } => measure(&Config::load(&config.path)?, &host, &path, requests.max(1)),
+        Command::New { language, name } => hostel::guest_tools::new(language, &name),
+        Command::Build { dir } => hostel::guest_tools::build(&dir).map(drop),
         Command::Serve { config, listen } => {
             let mut config = Config::load(&config.path)?;
             if let Some(listen) = listen {

@@ -5,6 +5,7 @@
 mod compat;
 mod config_errors;
 mod conformance;
+mod guest_tools;
 mod keyvalue;
 mod lifecycle;
 mod limits;

@@ -553,7 +553,9 @@ async fn postgres_down_at_startup_is_a_warning_and_the_pool_connects_when_it_sta
 #[tokio::test(flavor = "multi_thread")]
 async fn python_guests_reach_postgres_with_the_same_types_and_transactions() {
     let (_pg, host) = start();
-    let reply = get(&http1_client(), &host.url("/python-probe")).await.unwrap();
+    let reply = get(&http1_client(), &host.url("/python-probe"))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.text(), "all 11 checks passed\n");
 }

@@ -28,7 +28,7 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"))
@@ -68,17 +68,19 @@ pub fn guest(crate_name: &str) -> PathBuf {
     path
 }
 
-/// An example component of `language` (`rust`, `python`, …) from `components/`, e.g.
+/// A guest of `language` (`rust`, `python`, …) from `components/` or the test guests, e.g.
 /// `example("python", "counter")`. Panics, naming the file, when that language's build has not
 /// produced it: a missing example fails the test that wanted it.
 pub fn example(language: &str, name: &str) -> PathBuf {
     if language == "rust" {
         return guest(name);
     }
-    let path = target_dir()
-        .join("components")
-        .join(language)
-        .join(format!("{name}.wasm"));
+    // An example, else a test guest; `hostel build` leaves it in its folder's build/.
+    let mut folder = repo_root().join(format!("components/{language}/{name}"));
+    if !folder.is_dir() {
+        folder = repo_root().join(format!("tests/guests-{language}/{name}"));
+    }
+    let path = folder.join("build").join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
         "{} is missing: the {language} example `components/{language}/{name}` was not built \

@@ -1,0 +1,352 @@
+//! `hostel new` and `hostel build`: scaffolding and building guests in any supported language
+//! with one command, outside this repository too.
+//!
+//! The guest SDKs and the WIT files are embedded in the binary and written once to the cache
+//! folder (`sdk/<content hash>/`), so a guest builds against exactly the interfaces this host
+//! serves. Language toolchains that do not come with the system are installed on first use:
+//! the `wasm32-wasip2` Rust target with rustup, componentize-py from PyPI into a virtualenv.
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
+}
+
+/// The componentize-py release Python guests are built with.
+pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+
+/// The guest languages `hostel new` and `hostel build` know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Language {
+    Rust,
+    Python,
+}
+
+impl Language {
+    /// Which language the guest in `dir` is written in, by the files it has.
+    fn of(dir: &Path) -> Result<Language> {
+        if dir.join("Cargo.toml").is_file() {
+            Ok(Language::Rust)
+        } else if dir.join("app.py").is_file() {
+            Ok(Language::Python)
+        } else {
+            bail!(
+                "{} holds no guest hostel can build: expected Cargo.toml (Rust) or app.py \
+                 (Python). Start one with `hostel new rust|python NAME`",
+                dir.display()
+            )
+        }
+    }
+}
+
+/// Where `hostel` keeps what it installs and unpacks: `$HOSTEL_GUEST_TOOLS` for toolchains,
+/// else `~/.cache/hostel/guest-tools`; the SDK under `~/.cache/hostel/sdk/`.
+fn cache_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("hostel"));
+    }
+    let home = std::env::var_os("HOME").context("no HOME or XDG_CACHE_HOME set")?;
+    Ok(PathBuf::from(home).join(".cache").join("hostel"))
+}
+
+fn tools_dir() -> Result<PathBuf> {
+    match std::env::var_os("HOSTEL_GUEST_TOOLS").filter(|d| !d.is_empty()) {
+        Some(dir) => Ok(PathBuf::from(dir)),
+        None => Ok(cache_dir()?.join("guest-tools")),
+    }
+}
+
+/// Writes the embedded SDKs and WIT to the cache (once per content) and returns the folder:
+/// `wit/`, `guest-sdk/rust/`, `guest-sdk/python/`.
+pub fn sdk_dir() -> Result<PathBuf> {
+    let mut hash = Sha256::new();
+    for (path, bytes) in embedded::FILES {
+        hash.update(path.as_bytes());
+        hash.update(bytes);
+    }
+    let digest = hash.finalize();
+    let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let dir = cache_dir()?.join("sdk").join(short);
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    let staging = dir.with_extension(format!("partial-{}", std::process::id()));
+    for (path, bytes) in embedded::FILES {
+        let target = staging.join(path);
+        std::fs::create_dir_all(target.parent().expect("a file has a folder"))?;
+        let bytes: &[u8] = if *path == "guest-sdk/rust/Cargo.toml" {
+            // Outside the workspace the SDK cannot inherit its settings.
+            STANDALONE_RUST_SDK_MANIFEST.as_bytes()
+        } else {
+            bytes
+        };
+        std::fs::write(&target, bytes)
+            .with_context(|| format!("cannot write {}", target.display()))?;
+    }
+    // Another `hostel` may have finished first; either copy is the same.
+    if std::fs::rename(&staging, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    Ok(dir)
+}
+
+const STANDALONE_RUST_SDK_MANIFEST: &str = r#"[package]
+name = "hostel-guest"
+edition = "2024"
+version = "0.1.0"
+license = "Apache-2.0"
+
+[dependencies]
+wit-bindgen = "0.61"
+"#;
+
+fn say(message: &str) {
+    eprintln!("==> {message}");
+}
+
+fn run(command: &mut Command, what: &str) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {what}: is it installed?"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Creates `dir` with a hello guest in `language` and a `hostel.toml` that serves it.
+pub fn new(language: Language, dir: &Path) -> Result<()> {
+    if dir.exists() {
+        bail!("{} already exists: choose a new name", dir.display());
+    }
+    let name = guest_name(dir)?;
+    let sdk = sdk_dir()?;
+    let files: Vec<(&str, String)> = match language {
+        Language::Rust => vec![
+            (
+                "Cargo.toml",
+                format!(
+                    "[package]\nname = \"{name}\"\nedition = \"2024\"\nversion = \"0.1.0\"\n\
+                     publish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\n\
+                     hostel-guest = {{ path = {:?} }}\n\n[profile.release]\nstrip = \"debuginfo\"\n",
+                    sdk.join("guest-sdk/rust").display().to_string()
+                ),
+            ),
+            ("src/lib.rs", RUST_HELLO.into()),
+            (
+                ".cargo/config.toml",
+                "# A small stack: every resident page of a sandbox is reset after each request.\n\
+                 [target.wasm32-wasip2]\nrustflags = [\"-C\", \"link-arg=-zstack-size=262144\"]\n"
+                    .into(),
+            ),
+            (".gitignore", "target/\nbuild/\n".into()),
+        ],
+        Language::Python => vec![
+            ("app.py", PYTHON_HELLO.into()),
+            (".gitignore", "build/\n__pycache__/\n".into()),
+        ],
+    };
+    for (path, text) in files {
+        let target = dir.join(path);
+        std::fs::create_dir_all(target.parent().expect("inside the guest folder"))?;
+        std::fs::write(&target, text)
+            .with_context(|| format!("cannot write {}", target.display()))?;
+    }
+    std::fs::write(
+        dir.join("hostel.toml"),
+        format!(
+            "# Serve this guest: hostel build . && hostel serve\n\
+             [apps.{name}]\nroute = \"/\"\ncomponent = \"build/{name}.wasm\"\n"
+        ),
+    )?;
+    println!(
+        "created {} ({language:?} guest); next: hostel build {0} && hostel serve --config {0}/hostel.toml",
+        dir.display()
+    );
+    Ok(())
+}
+
+const RUST_HELLO: &str = r#"use hostel_guest::{Request, Response};
+
+fn hello(req: Request) -> Response {
+    Response::text(200, format!("Hello from Hostel! You asked for {}\n", req.path()))
+}
+
+hostel_guest::http_handler!(hello);
+"#;
+
+const PYTHON_HELLO: &str = r#"import hostel
+
+
+def hello(req: hostel.Request) -> hostel.Response:
+    return hostel.Response.text(200, f"Hello from Hostel! You asked for {req.path}\n")
+
+
+IncomingHandler = hostel.handler(hello)
+"#;
+
+/// The guest's name: its folder's name, which must suit a crate and a config key.
+fn guest_name(dir: &Path) -> Result<String> {
+    let name = dir
+        .canonicalize()
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .with_context(|| format!("{} has no usable folder name", dir.display()))?;
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        bail!(
+            "{name:?}: a guest's folder name must start with a letter and use only letters, digits, '-' and '_'"
+        );
+    }
+    Ok(name)
+}
+
+/// Builds the guest in `dir` into `dir/build/NAME.wasm`, installing its toolchain if needed;
+/// returns the component's path.
+pub fn build(dir: &Path) -> Result<PathBuf> {
+    let language = Language::of(dir)?;
+    let name = guest_name(dir)?;
+    let out_dir = dir.join("build");
+    std::fs::create_dir_all(&out_dir)?;
+    let out = out_dir.join(format!("{name}.wasm"));
+    match language {
+        Language::Rust => build_rust(dir, &name, &out)?,
+        Language::Python => build_python(dir, &out)?,
+    }
+    let size = std::fs::metadata(&out)?.len();
+    println!("built {} ({} KiB)", out.display(), size / 1024);
+    Ok(out)
+}
+
+fn build_rust(dir: &Path, name: &str, out: &Path) -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("cannot run rustup: install Rust with rustup (https://rustup.rs)")?;
+    if !String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|t| t == "wasm32-wasip2")
+    {
+        say("installing the wasm32-wasip2 Rust target (rustup)");
+        run(
+            Command::new("rustup").args(["target", "add", "wasm32-wasip2"]),
+            "rustup target add wasm32-wasip2",
+        )?;
+    }
+    say(&format!(
+        "building {} (Rust, cargo --release)",
+        dir.display()
+    ));
+    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(shared) => std::path::absolute(shared)?,
+        None => std::path::absolute(dir.join("target"))?,
+    };
+    // Run from the guest's folder so that its .cargo/config.toml (stack size) applies.
+    run(
+        Command::new("cargo")
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .current_dir(dir)
+            .env("CARGO_TARGET_DIR", &target_dir),
+        "cargo build",
+    )?;
+    let built = target_dir
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    std::fs::copy(&built, out).with_context(|| {
+        format!(
+            "cargo built no {} (is the crate a cdylib?)",
+            built.display()
+        )
+    })?;
+    Ok(())
+}
+
+/// The newest modification time of the guest's sources (not its build output) and of this
+/// binary (which carries the SDK).
+fn newest_source(dir: &Path) -> Option<std::time::SystemTime> {
+    fn walk(dir: &Path, newest: &mut Option<std::time::SystemTime>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if name == "build" || name == "__pycache__" || name == "target" {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, newest);
+            } else if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
+                *newest = (*newest).max(Some(modified));
+            }
+        }
+    }
+    let mut newest = std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .and_then(|m| m.modified())
+        .ok();
+    walk(dir, &mut newest);
+    newest
+}
+
+fn build_python(dir: &Path, out: &Path) -> Result<()> {
+    let built = std::fs::metadata(out).and_then(|m| m.modified()).ok();
+    if built.is_some() && built >= newest_source(dir) {
+        say(&format!("{} is up to date", out.display()));
+        return Ok(());
+    }
+    let componentize = need_componentize_py()?;
+    let sdk = sdk_dir()?;
+    say(&format!(
+        "componentizing {} (Python, componentize-py; ~10 s)",
+        dir.display()
+    ));
+    run(
+        Command::new(componentize)
+            .arg("-d")
+            .arg(sdk.join("wit"))
+            .args(["-w", "hostel:host/handler", "componentize", "app", "-p"])
+            .arg(dir)
+            .arg("-p")
+            .arg(sdk.join("guest-sdk/python"))
+            .arg("-o")
+            .arg(out)
+            .stdout(std::process::Stdio::null()),
+        "componentize-py",
+    )
+}
+
+/// componentize-py at the pinned version, in a virtualenv of its own.
+fn need_componentize_py() -> Result<PathBuf> {
+    let venv = tools_dir()?.join("python");
+    let bin = venv.join("bin/componentize-py");
+    let version = Command::new(&bin).arg("--version").output();
+    if version.is_ok_and(|v| {
+        String::from_utf8_lossy(&v.stdout).trim()
+            == format!("componentize-py {COMPONENTIZE_PY_VERSION}")
+    }) {
+        return Ok(bin);
+    }
+    say(&format!(
+        "installing componentize-py {COMPONENTIZE_PY_VERSION} (PyPI) into {}",
+        venv.display()
+    ));
+    run(
+        Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        "python3 -m venv (install Python 3.10+; Debian: apt-get install python3 python3-venv)",
+    )?;
+    run(
+        Command::new(venv.join("bin/pip")).args([
+            "install",
+            "-q",
+            &format!("componentize-py=={COMPONENTIZE_PY_VERSION}"),
+        ]),
+        "pip install componentize-py",
+    )?;
+    Ok(bin)
+}

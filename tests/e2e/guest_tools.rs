@@ -1,0 +1,77 @@
+//! `hostel new` and `hostel build`: a new guest in each language builds and serves as is.
+
+use hostel_tests::*;
+use std::path::Path;
+use std::process::Command;
+
+/// Runs `hostel ARGS` in `dir`, expecting success; returns stdout + stderr.
+fn hostel(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(hostel_bin())
+        .args(args)
+        .current_dir(dir)
+        // Rust guests reuse the suite's compiled dependencies.
+        .env("CARGO_TARGET_DIR", target_dir())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "hostel {args:?} failed:\n{text}");
+    text
+}
+
+async fn new_guest_builds_and_serves(language: &str) {
+    let work = tempfile::tempdir().unwrap();
+    let created = hostel(work.path(), &["new", language, "my-app"]);
+    assert!(created.contains("created my-app"), "{created}");
+    let built = hostel(work.path(), &["build", "my-app"]);
+    assert!(built.contains("built my-app/build/my-app.wasm"), "{built}");
+
+    // The scaffolded config serves the built component.
+    let app = work.path().join("my-app");
+    let config = std::fs::read_to_string(app.join("hostel.toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("build")).unwrap();
+    std::fs::copy(
+        app.join("build/my-app.wasm"),
+        dir.path().join("build/my-app.wasm"),
+    )
+    .unwrap();
+    let host = HostProcess::start_in(dir, &config).unwrap();
+    let reply = get(&http1_client(), &host.url("/hi")).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "Hello from Hostel! You asked for /hi\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_python_guest_builds_and_serves() {
+    new_guest_builds_and_serves("python").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_rust_guest_builds_and_serves() {
+    new_guest_builds_and_serves("rust").await;
+}
+
+#[test]
+fn build_and_new_refuse_what_they_cannot_do() {
+    let work = tempfile::tempdir().unwrap();
+    let (status, stderr) = run_hostel(&["build", "."], work.path()).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("no guest hostel can build"), "{stderr}");
+    assert!(stderr.contains("hostel new"), "says what to do: {stderr}");
+
+    std::fs::create_dir(work.path().join("taken")).unwrap();
+    let (status, stderr) = run_hostel(&["new", "python", "taken"], work.path()).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("already exists"), "{stderr}");
+
+    let (status, stderr) = run_hostel(&["new", "cobol", "x"], work.path()).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("rust") && stderr.contains("python"),
+        "{stderr}"
+    );
+}
