@@ -11,7 +11,11 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
     entries.sort();
     for path in entries {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with('.') || name == "target" || name == "__pycache__" {
+        if name.starts_with('.')
+            || name == "target"
+            || name == "__pycache__"
+            || name == "node_modules"
+        {
             continue;
         }
         if path.is_dir() {
@@ -31,7 +35,7 @@ fn main() {
         .parent()
         .expect("repository root");
     let mut files = Vec::new();
-    for dir in ["wit", "guest-sdk/rust", "guest-sdk/python"] {
+    for dir in ["wit", "guest-sdk/rust", "guest-sdk/python", "guest-sdk/js"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
         collect(root, &root.join(dir), &mut files);
     }

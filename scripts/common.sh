@@ -57,17 +57,24 @@ GUEST_TOOLS="${HOSTEL_GUEST_TOOLS:-$HOME/.cache/hostel/guest-tools}"
 # `hostel build` (and the tests that run it) install into the same place.
 export HOSTEL_GUEST_TOOLS="$GUEST_TOOLS"
 
-# Builds every Python guest (components/python/NAME/app.py, and test guests in
-# tests/guests-python/NAME/) with `hostel build`, which installs componentize-py when missing;
-# the examples are copied to dist/components/python/. `$1` is the hostel binary to use.
-build_python_guests() {
-    local hostel="$1" dir name
-    mkdir -p dist/components/python
-    for dir in components/python/*/ tests/guests-python/*/; do
+# Builds every guest in a language other than Rust — components/LANGUAGE/NAME/ (app.py,
+# app.js) and the test guests in tests/guests-LANGUAGE/NAME/ — with `hostel build`, which
+# installs the language's toolchain when missing; the examples are copied to
+# dist/components/LANGUAGE/. `$1` is the hostel binary to use.
+build_other_guests() {
+    local hostel="$1" dir name language
+    for dir in components/python/*/ components/js/*/ tests/guests-python/*/; do
+        [ -d "$dir" ] || continue
         dir="${dir%/}"
         name="$(basename "$dir")"
         "$hostel" build "$dir" >/dev/null
-        case "$dir" in components/*) cp "$dir/build/$name.wasm" "dist/components/python/$name.wasm" ;; esac
+        case "$dir" in
+            components/*)
+                language="$(basename "$(dirname "$dir")")"
+                mkdir -p "dist/components/$language"
+                cp "$dir/build/$name.wasm" "dist/components/$language/$name.wasm"
+                ;;
+        esac
     done
 }
 

@@ -17,12 +17,17 @@ mod embedded {
 
 /// The componentize-py release Python guests are built with.
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+/// The npm packages JavaScript guests are built with.
+pub const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
+pub const ESBUILD_VERSION: &str = "0.28.2";
 
 /// The guest languages `hostel new` and `hostel build` know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Language {
     Rust,
     Python,
+    #[value(alias = "javascript")]
+    Js,
 }
 
 impl Language {
@@ -32,10 +37,12 @@ impl Language {
             Ok(Language::Rust)
         } else if dir.join("app.py").is_file() {
             Ok(Language::Python)
+        } else if dir.join("app.js").is_file() {
+            Ok(Language::Js)
         } else {
             bail!(
-                "{} holds no guest hostel can build: expected Cargo.toml (Rust) or app.py \
-                 (Python). Start one with `hostel new rust|python NAME`",
+                "{} holds no guest hostel can build: expected Cargo.toml (Rust), app.py \
+                 (Python) or app.js (JavaScript). Start one with `hostel new rust|python|js NAME`",
                 dir.display()
             )
         }
@@ -86,11 +93,47 @@ pub fn sdk_dir() -> Result<PathBuf> {
         std::fs::write(&target, bytes)
             .with_context(|| format!("cannot write {}", target.display()))?;
     }
+    write_js_wit(&staging)?;
     // Another `hostel` may have finished first; either copy is the same.
     if std::fs::rename(&staging, &dir).is_err() {
         let _ = std::fs::remove_dir_all(&staging);
     }
     Ok(dir)
+}
+
+/// componentize-js (StarlingMonkey) implements `wasi:http` 0.2.10 — the same interfaces as
+/// 0.2.12, which adds nothing to wasi:http — so JavaScript guests build against a copy of the
+/// WIT that names that version; the host serves 0.2.x guests alike.
+fn write_js_wit(sdk: &Path) -> Result<()> {
+    const VERSIONS: [(&str, &str, &str); 2] = [
+        (
+            "wit/world.wit",
+            "include wasi:http/proxy@0.2.12;",
+            "include wasi:http/proxy@0.2.10;",
+        ),
+        (
+            "wit/deps/http/http.wit",
+            "package wasi:http@0.2.12;",
+            "package wasi:http@0.2.10;",
+        ),
+    ];
+    for (path, _) in embedded::FILES
+        .iter()
+        .filter(|(p, _)| p.starts_with("wit/"))
+    {
+        let source = sdk.join(path);
+        let target = sdk.join("wit-js").join(&path["wit/".len()..]);
+        std::fs::create_dir_all(target.parent().expect("a file has a folder"))?;
+        let mut text = std::fs::read_to_string(&source)?;
+        if let Some((_, from, to)) = VERSIONS.iter().find(|(p, _, _)| p == path) {
+            if !text.contains(from) {
+                bail!("{path} no longer says {from:?}: update write_js_wit");
+            }
+            text = text.replace(from, to);
+        }
+        std::fs::write(&target, text)?;
+    }
+    Ok(())
 }
 
 const STANDALONE_RUST_SDK_MANIFEST: &str = r#"[package]
@@ -148,6 +191,10 @@ pub fn new(language: Language, dir: &Path) -> Result<()> {
             ("app.py", PYTHON_HELLO.into()),
             (".gitignore", "build/\n__pycache__/\n".into()),
         ],
+        Language::Js => vec![
+            ("app.js", JS_HELLO.into()),
+            (".gitignore", "build/\n".into()),
+        ],
     };
     for (path, text) in files {
         let target = dir.join(path);
@@ -188,6 +235,11 @@ def hello(req: hostel.Request) -> hostel.Response:
 IncomingHandler = hostel.handler(hello)
 "#;
 
+const JS_HELLO: &str = r#"import { serve, text } from "hostel";
+
+serve((request) => text(200, `Hello from Hostel! You asked for ${new URL(request.url).pathname}\n`));
+"#;
+
 /// The guest's name: its folder's name, which must suit a crate and a config key.
 fn guest_name(dir: &Path) -> Result<String> {
     let name = dir
@@ -220,6 +272,7 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
     match language {
         Language::Rust => build_rust(dir, &name, &out)?,
         Language::Python => build_python(dir, &out)?,
+        Language::Js => build_js(dir, &out)?,
     }
     let size = std::fs::metadata(&out)?.len();
     println!("built {} ({} KiB)", out.display(), size / 1024);
@@ -269,8 +322,8 @@ fn build_rust(dir: &Path, name: &str, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The newest modification time of the guest's sources (not its build output) and of this
-/// binary (which carries the SDK).
+/// The newest modification time of the guest's sources (not its build output) and of the
+/// unpacked SDK (a new folder whenever the SDK or WIT changes).
 fn newest_source(dir: &Path) -> Option<std::time::SystemTime> {
     fn walk(dir: &Path, newest: &mut Option<std::time::SystemTime>) {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -286,18 +339,77 @@ fn newest_source(dir: &Path) -> Option<std::time::SystemTime> {
             }
         }
     }
-    let mut newest = std::env::current_exe()
-        .and_then(std::fs::metadata)
-        .and_then(|m| m.modified())
-        .ok();
+    let mut newest = sdk_dir()
+        .ok()
+        .and_then(|sdk| std::fs::metadata(sdk).and_then(|m| m.modified()).ok());
     walk(dir, &mut newest);
     newest
 }
 
-fn build_python(dir: &Path, out: &Path) -> Result<()> {
+/// Whether `out` is newer than every source of the guest in `dir` and than the SDK.
+fn up_to_date(dir: &Path, out: &Path) -> bool {
     let built = std::fs::metadata(out).and_then(|m| m.modified()).ok();
-    if built.is_some() && built >= newest_source(dir) {
+    let fresh = built.is_some() && built >= newest_source(dir);
+    if fresh {
         say(&format!("{} is up to date", out.display()));
+    }
+    fresh
+}
+
+fn build_js(dir: &Path, out: &Path) -> Result<()> {
+    if up_to_date(dir, out) {
+        return Ok(());
+    }
+    let tools = need_js_tools()?;
+    let sdk = sdk_dir()?;
+    say(&format!(
+        "componentizing {} (JavaScript, esbuild + componentize-js; ~20 s)",
+        dir.display()
+    ));
+    run(
+        Command::new("node")
+            .arg(sdk.join("guest-sdk/js/build.mjs"))
+            .arg(std::path::absolute(dir.join("app.js"))?)
+            .arg(std::path::absolute(out)?)
+            .arg(sdk.join("wit-js"))
+            .arg(sdk.join("guest-sdk/js/hostel.js"))
+            .arg(&tools),
+        "componentize-js",
+    )
+}
+
+/// componentize-js and esbuild from npm, at pinned versions, in a folder of their own.
+fn need_js_tools() -> Result<PathBuf> {
+    let dir = tools_dir()?.join("js");
+    let installed = std::fs::read_to_string(
+        dir.join("node_modules/@bytecodealliance/componentize-js/package.json"),
+    )
+    .unwrap_or_default();
+    if installed.contains(&format!("\"version\": \"{COMPONENTIZE_JS_VERSION}\""))
+        && dir.join("node_modules/esbuild/package.json").is_file()
+    {
+        return Ok(dir);
+    }
+    say(&format!(
+        "installing componentize-js {COMPONENTIZE_JS_VERSION} and esbuild {ESBUILD_VERSION} (npm) into {}",
+        dir.display()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    run(
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&dir)
+            .arg(format!(
+                "@bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION}"
+            ))
+            .arg(format!("esbuild@{ESBUILD_VERSION}")),
+        "npm install (JavaScript guests need Node.js 20+ and npm; Debian: apt-get install nodejs npm)",
+    )?;
+    Ok(dir)
+}
+
+fn build_python(dir: &Path, out: &Path) -> Result<()> {
+    if up_to_date(dir, out) {
         return Ok(());
     }
     let componentize = need_componentize_py()?;

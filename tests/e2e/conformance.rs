@@ -6,7 +6,7 @@
 use hostel_tests::*;
 
 /// Every language with examples under `components/`.
-const LANGUAGES: &[&str] = &["rust", "python"];
+const LANGUAGES: &[&str] = &["rust", "python", "js"];
 
 /// The example apps every language provides, mounted at `/LANGUAGE/APP`.
 const APPS: &[&str] = &["hello", "counter", "redis-counter", "aggregator"];

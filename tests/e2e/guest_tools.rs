@@ -75,3 +75,8 @@ fn build_and_new_refuse_what_they_cannot_do() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_javascript_guest_builds_and_serves() {
+    new_guest_builds_and_serves("js").await;
+}

@@ -26,7 +26,9 @@ async fn infinite_loop_gets_504_while_others_are_served() {
         host.wait_for_log("app=spin"),
         "the spinners reached their guest"
     );
-    for _ in 0..20 {
+    // A few requests are enough to show the workers are not held, and leave the spinners'
+    // deadline ample room on a loaded machine.
+    for _ in 0..5 {
         let reply = get(&client, &host.url("/hello")).await.unwrap();
         assert_eq!(reply.status, 200);
     }

@@ -43,7 +43,7 @@ probe = {{ route = "/probe", component = {probe} }}
 
 [tenants.slow]
 hosts = ["slow.test"]
-limits = {{ timeout = "5s" }}
+limits = {{ timeout = "8s" }}
 apps.spin = {{ route = "/", component = {spin} }}
 "#,
         cache = toml_path(&shared_code_cache()),

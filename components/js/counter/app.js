@@ -1,0 +1,31 @@
+// A visit counter on the host's key-value store, in JavaScript: the same behaviour as
+// components/counter. GET adds one to the count of its path and answers it; `?peek` answers
+// without counting; DELETE resets.
+import { Bucket, HostError, serve, text } from "hostel";
+
+serve((request) => {
+  const url = new URL(request.url);
+  const key = `visits:${url.pathname}`;
+  let bucket;
+  try {
+    bucket = Bucket.open("default");
+  } catch (e) {
+    return text(500, `cannot open the store: ${e.message}\n`);
+  }
+  try {
+    if (request.method === "GET" && url.search === "?peek") {
+      return text(200, `${bucket.getText(key) ?? "0"}\n`);
+    }
+    if (request.method === "GET") {
+      return text(200, `${bucket.increment(key, 1)}\n`);
+    }
+    if (request.method === "DELETE") {
+      bucket.delete(key);
+      return text(200, "0\n");
+    }
+    return text(405, "use GET or DELETE\n");
+  } catch (e) {
+    if (e instanceof HostError) return text(500, `store error: ${e.message}\n`);
+    throw e;
+  }
+});
