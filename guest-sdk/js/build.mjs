@@ -1,12 +1,12 @@
-// Builds a JavaScript guest: bundles app.js with the hostel SDK (esbuild), then makes a
+// Builds a JavaScript guest: bundles app.js with the hostel SDK modules (esbuild), then makes a
 // component of it (componentize-js). Run by `hostel build`:
-//   node build.mjs APP_JS OUT_WASM WIT_DIR SDK_JS TOOLS_DIR
+//   node build.mjs APP_JS OUT_WASM WIT_DIR WORLD SDK_DIR TOOLS_DIR
 import { writeFile, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 
-const [app, out, wit, sdk, tools] = process.argv.slice(2);
+const [app, out, wit, world, sdk, tools] = process.argv.slice(2);
 const load = (path) => import(pathToFileURL(join(tools, "node_modules", path)).href);
 const esbuild = (await load("esbuild/lib/main.js")).default;
 const { componentize } = await load("@bytecodealliance/componentize-js/src/componentize.js");
@@ -25,6 +25,6 @@ await esbuild.build({
 const { component } = await componentize({
   sourcePath: bundle,
   witPath: wit,
-  worldName: "hostel:host/handler",
+  worldName: world,
 });
 await writeFile(out, component);

@@ -1,5 +1,7 @@
-// Types of the `hostel` module for JavaScript and TypeScript guests (editors pick them up
-// next to hostel.js). They follow the WIT in wit/: keep them in step when it changes.
+// Types of the `hostel` modules for JavaScript and TypeScript guests. They follow the WIT in
+// wit/: keep them in step when it changes.
+
+declare module "hostel" {
 
 /** A failed host call: `kind` is the WIT error case (`unavailable`, `not-granted`, ...). */
 export class HostError extends Error {
@@ -18,10 +20,16 @@ export function text(status: number, body: string): Response;
 /** An application/json response. */
 export function json(status: number, value: unknown): Response;
 
+export type Bytes = Uint8Array | string;
+}
+
+declare module "hostel/env" {
 /** An environment variable granted to the tenant (`grants.env`), or undefined. */
 export function env(name: string): string | undefined;
+}
 
-type Bytes = Uint8Array | string;
+declare module "hostel/kv" {
+import type { Bytes } from "hostel";
 
 /** A key-value store held by the host (standard wasi:keyvalue); keys are kept per tenant. */
 export class Bucket {
@@ -37,6 +45,10 @@ export class Bucket {
   update(key: string, change: (current: Uint8Array | undefined) => Bytes): Uint8Array;
 }
 
+}
+
+declare module "hostel/redis" {
+import type { Bytes } from "hostel";
 /** One element of a flattened Redis reply. */
 export type RedisValue = null | number | string | boolean;
 
@@ -55,6 +67,9 @@ export class Redis {
   execute(name: string, ...args: (Bytes | number)[]): RedisValue[];
 }
 
+}
+
+declare module "hostel/pg" {
 /** A parameter: null, boolean, number (int8 when whole), bigint, string, bytes, Date, or JSON. */
 export type SqlParam = null | undefined | boolean | number | bigint | string | Uint8Array | Date | object;
 
@@ -74,4 +89,5 @@ export interface PostgresTransaction {
   execute(sql: string, params?: SqlParam[]): number;
   commit(): void;
   rollback(): void;
+}
 }

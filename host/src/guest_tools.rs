@@ -261,18 +261,44 @@ fn guest_name(dir: &Path) -> Result<String> {
     Ok(name)
 }
 
-/// Builds the guest in `dir` into `dir/build/NAME.wasm`, installing its toolchain if needed;
-/// returns the component's path.
-pub fn build(dir: &Path) -> Result<PathBuf> {
+/// Which WIT world a guest is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum World {
+    /// `hostel:host/handler`: wasi:http plus the host's stores and pools.
+    #[default]
+    Hostel,
+    /// `wasi:http/proxy` alone: the component runs on any wasi:http host (no stores or pools).
+    Proxy,
+}
+
+impl World {
+    /// The world's name for a toolchain; JavaScript guests name wasi:http 0.2.10.
+    fn name(self, language: Language) -> &'static str {
+        match (self, language) {
+            (World::Hostel, _) => "hostel:host/handler",
+            (World::Proxy, Language::Js) => "wasi:http/proxy@0.2.10",
+            (World::Proxy, _) => "wasi:http/proxy@0.2.12",
+        }
+    }
+}
+
+/// Builds the guest in `dir` into `dir/build/NAME.wasm` (`NAME.proxy.wasm` for the proxy
+/// world), installing its toolchain if needed; returns the component's path.
+pub fn build(dir: &Path, world: World) -> Result<PathBuf> {
     let language = Language::of(dir)?;
     let name = guest_name(dir)?;
     let out_dir = dir.join("build");
     std::fs::create_dir_all(&out_dir)?;
-    let out = out_dir.join(format!("{name}.wasm"));
+    // Each world has its own output, so that neither passes for the other as up to date.
+    let out = match world {
+        World::Hostel => out_dir.join(format!("{name}.wasm")),
+        World::Proxy => out_dir.join(format!("{name}.proxy.wasm")),
+    };
     match language {
+        // A Rust guest imports only the interfaces its code uses: one world fits all.
         Language::Rust => build_rust(dir, &name, &out)?,
-        Language::Python => build_python(dir, &out)?,
-        Language::Js => build_js(dir, &out)?,
+        Language::Python => build_python(dir, &out, world.name(language))?,
+        Language::Js => build_js(dir, &out, world.name(language))?,
     }
     let size = std::fs::metadata(&out)?.len();
     println!("built {} ({} KiB)", out.display(), size / 1024);
@@ -356,7 +382,7 @@ fn up_to_date(dir: &Path, out: &Path) -> bool {
     fresh
 }
 
-fn build_js(dir: &Path, out: &Path) -> Result<()> {
+fn build_js(dir: &Path, out: &Path, world: &str) -> Result<()> {
     if up_to_date(dir, out) {
         return Ok(());
     }
@@ -372,7 +398,8 @@ fn build_js(dir: &Path, out: &Path) -> Result<()> {
             .arg(std::path::absolute(dir.join("app.js"))?)
             .arg(std::path::absolute(out)?)
             .arg(sdk.join("wit-js"))
-            .arg(sdk.join("guest-sdk/js/hostel.js"))
+            .arg(world)
+            .arg(sdk.join("guest-sdk/js"))
             .arg(&tools),
         "componentize-js",
     )
@@ -408,7 +435,7 @@ fn need_js_tools() -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn build_python(dir: &Path, out: &Path) -> Result<()> {
+fn build_python(dir: &Path, out: &Path, world: &str) -> Result<()> {
     if up_to_date(dir, out) {
         return Ok(());
     }
@@ -422,7 +449,7 @@ fn build_python(dir: &Path, out: &Path) -> Result<()> {
         Command::new(componentize)
             .arg("-d")
             .arg(sdk.join("wit"))
-            .args(["-w", "hostel:host/handler", "componentize", "app", "-p"])
+            .args(["-w", world, "componentize", "app", "-p"])
             .arg(dir)
             .arg("-p")
             .arg(sdk.join("guest-sdk/python"))

@@ -76,6 +76,9 @@ enum Command {
     Build {
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// `proxy` builds for any wasi:http host (without Hostel's stores and pools).
+        #[arg(long, value_enum, default_value = "hostel")]
+        world: hostel::guest_tools::World,
     },
 }
 
@@ -113,7 +116,7 @@ fn run(command: Command) -> Result<()> {
             requests,
         } => measure(&Config::load(&config.path)?, &host, &path, requests.max(1)),
         Command::New { language, name } => hostel::guest_tools::new(language, &name),
-        Command::Build { dir } => hostel::guest_tools::build(&dir).map(drop),
+        Command::Build { dir, world } => hostel::guest_tools::build(&dir, world).map(drop),
         Command::Serve { config, listen } => {
             let mut config = Config::load(&config.path)?;
             if let Some(listen) = listen {

@@ -50,6 +50,23 @@ async fn a_new_python_guest_builds_and_serves() {
     new_guest_builds_and_serves("python").await;
 }
 
+#[test]
+fn the_proxy_world_builds_a_separate_portable_component() {
+    let work = tempfile::tempdir().unwrap();
+    hostel(work.path(), &["new", "python", "portable"]);
+    let built = hostel(work.path(), &["build", "portable", "--world", "proxy"]);
+    assert!(
+        built.contains("built portable/build/portable.proxy.wasm"),
+        "{built}"
+    );
+    // The proxy build does not pass for the Hostel-world one.
+    assert!(!work.path().join("portable/build/portable.wasm").exists());
+    let check =
+        "[apps.portable]\nroute = \"/\"\ncomponent = \"portable/build/portable.proxy.wasm\"\n";
+    std::fs::write(work.path().join("hostel.toml"), check).unwrap();
+    hostel(work.path(), &["check", "--config", "hostel.toml"]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_rust_guest_builds_and_serves() {
     new_guest_builds_and_serves("rust").await;

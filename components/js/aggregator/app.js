@@ -1,7 +1,8 @@
 // Fans out to every URL in `UPSTREAMS` at once (the standard `fetch`, through the tenant's
 // pooled client) and answers one JSON document with each upstream's status and body, in
 // order: the same behaviour as components/aggregator.
-import { env, json, serve, text } from "hostel";
+import { json, serve, text } from "hostel";
+import { env } from "hostel/env";
 
 serve(async () => {
   const upstreams = (env("UPSTREAMS") ?? "")

@@ -1,7 +1,8 @@
 // A visit counter on the host's key-value store, in JavaScript: the same behaviour as
 // components/counter. GET adds one to the count of its path and answers it; `?peek` answers
 // without counting; DELETE resets.
-import { Bucket, HostError, serve, text } from "hostel";
+import { HostError, serve, text } from "hostel";
+import { Bucket } from "hostel/kv";
 
 serve((request) => {
   const url = new URL(request.url);

@@ -1,7 +1,8 @@
 // A hit counter on the host's Redis pool `cache`, in JavaScript: the same behaviour as
 // components/redis-counter. GET adds one to the count of its path; `?peek` answers without
 // counting; DELETE resets; Redis unavailable is a 503.
-import { HostError, Redis, serve, text } from "hostel";
+import { HostError, serve, text } from "hostel";
+import { Redis } from "hostel/redis";
 
 serve((request) => {
   const url = new URL(request.url);
