@@ -194,6 +194,15 @@ pub fn new(language: Language, dir: &Path) -> Result<()> {
         Language::Js => vec![
             ("app.js", JS_HELLO.into()),
             (".gitignore", "build/\n".into()),
+            // Editors type-check app.js against the SDK's declarations.
+            (
+                "jsconfig.json",
+                format!(
+                    "{{\n  \"compilerOptions\": {{ \"checkJs\": true, \"lib\": [\"es2022\", \"dom\"] }},\n  \
+                     \"files\": [\"app.js\", {:?}]\n}}\n",
+                    sdk.join("guest-sdk/js/hostel.d.ts").display().to_string()
+                ),
+            ),
         ],
     };
     for (path, text) in files {
