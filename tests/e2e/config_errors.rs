@@ -96,13 +96,7 @@ fn duplicate_routes_are_refused() {
 
 #[test]
 fn valid_config_passes_check() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[server]\ncode_cache = {}\n[apps.hello]\nroute = \"/\"\ncomponent = {}\n",
-        toml_path(&shared_code_cache()),
-        toml_path(&guest("hello"))
-    );
-    std::fs::write(dir.path().join("hostel.toml"), config).unwrap();
+    let dir = folder_serving_hello();
     let (status, stderr) = run_hostel(&["check", "--config", "hostel.toml"], dir.path()).unwrap();
     assert!(status.success(), "{stderr}");
 }

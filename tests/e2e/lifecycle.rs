@@ -65,13 +65,7 @@ async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
 
 #[test]
 fn measure_reports_the_sandbox_cost_of_an_app() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[server]\ncode_cache = {}\n[apps.hello]\nroute = \"/\"\ncomponent = {}\n",
-        toml_path(&shared_code_cache()),
-        toml_path(&guest("hello"))
-    );
-    std::fs::write(dir.path().join("hostel.toml"), config).unwrap();
+    let dir = folder_serving_hello();
     let output = std::process::Command::new(hostel_bin())
         .args(["measure", "--config", "hostel.toml", "--requests", "50"])
         .current_dir(dir.path())

@@ -549,3 +549,15 @@ where
     }
     reply
 }
+
+/// A fresh folder holding a `hostel.toml` that serves the `hello` guest at `/`.
+pub fn folder_serving_hello() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let config = format!(
+        "[server]\ncode_cache = {}\n[apps.hello]\nroute = \"/\"\ncomponent = {}\n",
+        toml_path(&shared_code_cache()),
+        toml_path(&guest("hello"))
+    );
+    std::fs::write(dir.path().join("hostel.toml"), config).expect("writing hostel.toml");
+    dir
+}
