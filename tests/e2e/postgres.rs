@@ -364,10 +364,7 @@ async fn a_guest_trapping_mid_transaction_is_rolled_back_and_its_lease_returned(
             .unwrap();
         assert_eq!(reply.status, 500, "{}", reply.text());
     }
-    assert!(
-        host.log().contains("trapped"),
-        "the trap is in the host log"
-    );
+    assert!(host.wait_for_log("trapped"), "the trap is in the host log");
     let idle_in_tx = format!("{HOST_SESSIONS} AND state = 'idle in transaction'");
     assert_eq!(
         wait_for_count(&pg, &idle_in_tx, 0),
@@ -423,7 +420,7 @@ async fn a_request_timing_out_inside_a_transaction_frees_its_connection() {
         "cut-off statements were cancelled, open transactions ended"
     );
     assert!(
-        host.log().contains("statement cut off"),
+        host.wait_for_log("statement cut off"),
         "the statement in flight at the deadline was cancelled"
     );
     assert_eq!(
@@ -451,7 +448,7 @@ async fn bad_sql_is_a_typed_error_with_its_sqlstate_and_the_host_keeps_serving()
             .contains("no_such_table"),
         "{missing}"
     );
-    assert!(host.log().contains("42P01"), "logged with its code");
+    assert!(host.wait_for_log("42P01"), "logged with its code");
 
     pool_serves_max_connections_transactions(&client, &host).await;
     assert_eq!(get(&client, &host.url("/hello")).await.unwrap().status, 200);
