@@ -193,6 +193,11 @@ pub struct ServerSection {
     /// Sandboxes alive at once across all tenants: sizes the pooling allocator.
     #[serde(default = "default_max_instances")]
     pub max_instances: u32,
+    /// Linear memory kept mapped in a recycled sandbox slot and reset by memset; the rest is
+    /// released with madvise. Right for small guests at the default; large interpreters
+    /// (Python, JavaScript) serve faster with less.
+    #[serde(default = "default_keep_resident")]
+    pub memory_keep_resident: ByteSize,
 }
 
 impl Default for ServerSection {
@@ -202,6 +207,7 @@ impl Default for ServerSection {
             code_cache: None,
             shutdown_grace: default_grace(),
             max_instances: default_max_instances(),
+            memory_keep_resident: default_keep_resident(),
         }
     }
 }
@@ -211,6 +217,9 @@ fn default_listen() -> SocketAddr {
 }
 fn default_grace() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
+}
+fn default_keep_resident() -> ByteSize {
+    ByteSize(4 << 20)
 }
 fn default_max_instances() -> u32 {
     1000
@@ -316,6 +325,7 @@ pub struct Config {
     pub code_cache: PathBuf,
     pub shutdown_grace: Duration,
     pub max_instances: u32,
+    pub memory_keep_resident: u64,
     pub tenants: Vec<Tenant>,
     /// Key-value stores by name.
     pub stores: BTreeMap<String, StoreConfig>,
@@ -458,6 +468,7 @@ impl ConfigFile {
             code_cache,
             shutdown_grace: self.server.shutdown_grace.0,
             max_instances: self.server.max_instances,
+            memory_keep_resident: self.server.memory_keep_resident.0,
             tenants,
             stores,
             pools,
@@ -707,6 +718,9 @@ mod tests {
         assert_eq!(config.tenants.len(), 1);
         assert_eq!(config.tenants[0].name, DEFAULT_TENANT);
         assert_eq!(config.tenants[0].limits.memory, DEFAULT_MEMORY);
+        assert_eq!(config.memory_keep_resident, 4 << 20);
+        let tuned = parse("[server]\nmemory_keep_resident = \"0\"\n").unwrap();
+        assert_eq!(tuned.memory_keep_resident, 0);
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub struct EngineSizing {
     pub max_instances: u32,
     /// The largest per-instance memory limit of any tenant.
     pub max_memory: u64,
+    /// `server.memory_keep_resident`.
+    pub keep_resident: u64,
 }
 
 pub fn build_engine(sizing: EngineSizing) -> Result<Engine> {
@@ -47,12 +49,13 @@ pub fn build_engine(sizing: EngineSizing) -> Result<Engine> {
         .max_component_instance_size(1 << 20)
         .max_memory_size(usize::try_from(sizing.max_memory).context("memory limit too large")?)
         // When a slot is recycled, its first pages are reset by memset/memcpy and kept mapped;
-        // the rest is returned with madvise and faults back in on next use. Measured with
-        // `bench/run` on the hello guest: 4 MiB resident beat both 0 (madvise everything) and
-        // 1 MiB by ~15% — a Rust guest's 1 MiB stack sits below its data, so a smaller window
-        // resets the stack and still faults on the heap. Resident pages cost RSS only for
-        // slots in use.
-        .linear_memory_keep_resident(4 << 20)
+        // the rest is returned with madvise and faults back in on next use. Measured: 4 MiB
+        // (the default) beats 0 and 1 MiB by ~15% on small Rust guests; the 13-18 MB Python and
+        // JavaScript guests are ~20% faster with 0 (`hostel measure`, README). Resident pages
+        // cost RSS only for slots in use.
+        .linear_memory_keep_resident(
+            usize::try_from(sizing.keep_resident).context("memory_keep_resident too large")?,
+        )
         .table_keep_resident(64 << 10);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
 

@@ -54,6 +54,7 @@ impl Host {
         let engine = engine::build_engine(EngineSizing {
             max_instances: config.max_instances,
             max_memory,
+            keep_resident: config.memory_keep_resident,
         })?;
         let loader = AppLoader::new(&engine, &config.code_cache)?;
 

@@ -68,7 +68,22 @@ async fn http2_cleartext_works() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_request_gets_a_fresh_instance() {
-    let host = HostProcess::start(&standard_config()).unwrap();
+    every_request_gets_a_fresh_instance_with(&standard_config()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_gets_a_fresh_instance_with_no_memory_kept_resident() {
+    // Recycled slots are then reset by madvise alone, not memset.
+    let config = standard_config().replace(
+        "shutdown_grace = \"10s\"",
+        "shutdown_grace = \"10s\"\nmemory_keep_resident = \"0\"",
+    );
+    assert!(config.contains("memory_keep_resident"));
+    every_request_gets_a_fresh_instance_with(&config).await;
+}
+
+async fn every_request_gets_a_fresh_instance_with(config: &str) {
+    let host = HostProcess::start(config).unwrap();
     let client = http1_client();
     for _ in 0..50 {
         let reply = get(&client, &host.url("/counter")).await.unwrap();
