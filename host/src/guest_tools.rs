@@ -67,8 +67,17 @@ fn tools_dir() -> Result<PathBuf> {
 }
 
 /// Writes the embedded SDKs and WIT to the cache (once per content) and returns the folder:
-/// `wit/`, `guest-sdk/rust/`, `guest-sdk/python/`.
+/// `wit/`, `wit-js/`, `guest-sdk/{rust,python,js}/`. Worked out once per process.
 pub fn sdk_dir() -> Result<PathBuf> {
+    static SDK: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(dir) = SDK.get() {
+        return Ok(dir.clone());
+    }
+    let dir = unpack_sdk()?;
+    Ok(SDK.get_or_init(|| dir).clone())
+}
+
+fn unpack_sdk() -> Result<PathBuf> {
     let mut hash = Sha256::new();
     for (path, bytes) in embedded::FILES {
         hash.update(path.as_bytes());

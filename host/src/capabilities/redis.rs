@@ -183,8 +183,9 @@ async fn send(
         .query_async(connection)
         .await
         .map_err(error_from)?;
-    let prefix = namespace::prefixed(namespace, b"");
-    values(reply, prepared.strip_key_from_reply.then_some(&prefix[..]))
+    // Only blocking pops answer with a key to un-prefix; other commands build no prefix.
+    let prefix = (prepared.strip_key_from_reply).then(|| namespace::prefixed(namespace, b""));
+    values(reply, prefix.as_deref())
 }
 
 fn prepare(namespace: &str, command: &Command) -> Result<Prepared, Error> {

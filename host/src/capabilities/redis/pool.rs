@@ -104,11 +104,6 @@ impl RedisPool {
         }
         Ok(())
     }
-
-    /// Leased connections open or idle right now (for tests and diagnostics).
-    pub fn leased_status(&self) -> deadpool_redis::Status {
-        self.leased.status()
-    }
 }
 
 impl ServerPool for RedisPool {

@@ -110,6 +110,11 @@ fn execute(r: &Redis) -> Result<String, Error> {
     let top = r.execute(cmd("ZRANGE").arg("board").arg(0).arg(-1).arg("WITHSCORES"))?;
     let top: Vec<String> = top.iter().filter_map(Value::as_text).collect();
     writeln!(out, "zrange {}", top.join(",")).unwrap();
+    // A blocking pop names the key it popped from: without the host's prefix.
+    r.execute(cmd("RPUSH").arg("queue").arg("job"))?;
+    let popped = r.execute(cmd("BLPOP").arg("queue").arg(1))?;
+    let popped: Vec<String> = popped.iter().filter_map(Value::as_text).collect();
+    writeln!(out, "blpop {}", popped.join(",")).unwrap();
     for refused in ["KEYS", "FLUSHDB", "SCAN", "EVAL", "CONFIG"] {
         match r.execute(cmd(refused).arg("*")) {
             Err(Error::Refused(_)) => writeln!(out, "{refused} refused"),
