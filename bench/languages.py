@@ -30,10 +30,8 @@ def main() -> None:
         language, wasm = spec.split("=", 1)
         work = Path(tempfile.mkdtemp(prefix=f"hostel-bench-{language}-"))
         config = work / "hostel.toml"
-        # As an operator would: large interpreters are faster with no memory kept resident.
-        keep = '"4MiB"' if language == "rust" else '"0"'
         config.write_text(
-            f'[server]\ncode_cache = "{work / "cache"}"\nmemory_keep_resident = {keep}\n'
+            f'[server]\ncode_cache = "{work / "cache"}"\n'
             f'[defaults.limits]\nconcurrency = 1000\n'
             f'memory = "256MiB"\n[apps.hello]\nroute = "/"\ncomponent = "{wasm}"\n'
         )

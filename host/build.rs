@@ -35,7 +35,13 @@ fn main() {
         .parent()
         .expect("repository root");
     let mut files = Vec::new();
-    for dir in ["wit", "guest-sdk/rust", "guest-sdk/python", "guest-sdk/js"] {
+    for dir in [
+        "wit",
+        "guest-sdk/rust",
+        "guest-sdk/python",
+        "guest-sdk/js",
+        "guest-sdk/c",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
         collect(root, &root.join(dir), &mut files);
     }

@@ -58,12 +58,12 @@ GUEST_TOOLS="${HOSTEL_GUEST_TOOLS:-$HOME/.cache/hostel/guest-tools}"
 export HOSTEL_GUEST_TOOLS="$GUEST_TOOLS"
 
 # Builds every guest in a language other than Rust — components/LANGUAGE/NAME/ (app.py,
-# app.js) and the test guests in tests/guests-LANGUAGE/NAME/ — with `hostel build`, which
+# app.js, app.c) and the test guests in tests/guests-LANGUAGE/NAME/ — with `hostel build`, which
 # installs the language's toolchain when missing; the examples are copied to
 # dist/components/LANGUAGE/. `$1` is the hostel binary to use.
 build_other_guests() {
     local hostel="$1" dir name language
-    for dir in components/python/*/ components/js/*/ tests/guests-python/*/; do
+    for dir in components/python/*/ components/js/*/ components/c/*/ tests/guests-python/*/ tests/guests-c/*/; do
         [ -d "$dir" ] || continue
         dir="${dir%/}"
         name="$(basename "$dir")"

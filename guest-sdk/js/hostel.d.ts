@@ -1,11 +1,21 @@
-// Types of the `hostel` modules for JavaScript and TypeScript guests. They follow the WIT in
-// wit/: keep them in step when it changes.
+// Types of the `hostel` modules for JavaScript and TypeScript guests. The WIT interfaces'
+// own declarations (`hostel:host/redis@0.1.0`, `wasi:keyvalue/store@0.2.0-draft2`, ...) are
+// generated from wit/ into types/ by `hostel build`; the error kinds below come from them, so
+// a change to the WIT that these modules do not follow fails the type check.
+/// <reference path="./types/handler.d.ts" />
 
 declare module "hostel" {
 
+/** The WIT error cases a host call fails with; `store-error` when a key-value update failed. */
+export type HostErrorKind =
+  | import("wasi:keyvalue/store@0.2.0-draft2").Error["tag"]
+  | import("hostel:host/redis@0.1.0").Error["tag"]
+  | import("hostel:host/postgres@0.1.0").Error["tag"]
+  | "store-error";
+
 /** A failed host call: `kind` is the WIT error case (`unavailable`, `not-granted`, ...). */
 export class HostError extends Error {
-  readonly kind: string;
+  readonly kind: HostErrorKind;
   readonly detail: unknown;
   /** The server behind a pool is unreachable or the pool is exhausted: answer 503. */
   readonly unavailable: boolean;

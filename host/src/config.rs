@@ -193,9 +193,8 @@ pub struct ServerSection {
     /// Sandboxes alive at once across all tenants: sizes the pooling allocator.
     #[serde(default = "default_max_instances")]
     pub max_instances: u32,
-    /// Linear memory kept mapped in a recycled sandbox slot and reset by memset; the rest is
-    /// released with madvise. Right for small guests at the default; large interpreters
-    /// (Python, JavaScript) serve faster with less.
+    /// Written linear memory of a recycled sandbox slot that is reset by copying and kept
+    /// mapped; beyond it pages are released with madvise and fault back in on next use.
     #[serde(default = "default_keep_resident")]
     pub memory_keep_resident: ByteSize,
 }

@@ -4,12 +4,15 @@
 //! The guest SDKs and the WIT files are embedded in the binary and written once to the cache
 //! folder (`sdk/<content hash>/`), so a guest builds against exactly the interfaces this host
 //! serves. Language toolchains that do not come with the system are installed on first use:
-//! the `wasm32-wasip2` Rust target with rustup, componentize-py from PyPI into a virtualenv.
+//! the `wasm32-wasip2` Rust target with rustup, componentize-py from PyPI into a virtualenv,
+//! componentize-js and esbuild from npm, clang and wasi-libc from Debian.
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+mod c;
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
@@ -17,9 +20,13 @@ mod embedded {
 
 /// The componentize-py release Python guests are built with.
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
-/// The npm packages JavaScript guests are built with.
+/// The npm packages JavaScript guests are built with: componentize-js, esbuild (bundling the
+/// SDK in), jco's type generator (declarations of the WIT interfaces) and TypeScript (checking
+/// TypeScript guests).
 pub const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
 pub const ESBUILD_VERSION: &str = "0.28.2";
+pub const JCO_TRANSPILE_VERSION: &str = "0.15.0";
+pub const TYPESCRIPT_VERSION: &str = "5.9.3";
 
 /// The guest languages `hostel new` and `hostel build` know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -28,6 +35,10 @@ pub enum Language {
     Python,
     #[value(alias = "javascript")]
     Js,
+    /// JavaScript's toolchain, with the source type-checked by `tsc` first.
+    #[value(alias = "typescript")]
+    Ts,
+    C,
 }
 
 impl Language {
@@ -39,10 +50,15 @@ impl Language {
             Ok(Language::Python)
         } else if dir.join("app.js").is_file() {
             Ok(Language::Js)
+        } else if dir.join("app.ts").is_file() {
+            Ok(Language::Ts)
+        } else if dir.join("app.c").is_file() {
+            Ok(Language::C)
         } else {
             bail!(
                 "{} holds no guest hostel can build: expected Cargo.toml (Rust), app.py \
-                 (Python) or app.js (JavaScript). Start one with `hostel new rust|python|js NAME`",
+                 (Python), app.js (JavaScript), app.ts (TypeScript) or app.c (C). Start one with \
+                 `hostel new rust|python|js|ts|c NAME`",
                 dir.display()
             )
         }
@@ -103,6 +119,7 @@ fn unpack_sdk() -> Result<PathBuf> {
             .with_context(|| format!("cannot write {}", target.display()))?;
     }
     write_js_wit(&staging)?;
+    write_encoded_wit(&staging.join("wit-js"), &staging.join("wit-js.wasm"))?;
     // Another `hostel` may have finished first; either copy is the same.
     if std::fs::rename(&staging, &dir).is_err() {
         let _ = std::fs::remove_dir_all(&staging);
@@ -143,6 +160,23 @@ fn write_js_wit(sdk: &Path) -> Result<()> {
         std::fs::write(&target, text)?;
     }
     Ok(())
+}
+
+/// The WIT package in `dir`, with its dependencies under `deps/`.
+fn read_wit(dir: &Path) -> Result<(wit_parser::Resolve, wit_parser::PackageId)> {
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_dir(dir)
+        .with_context(|| format!("cannot read the WIT in {}", dir.display()))?;
+    Ok((resolve, package))
+}
+
+/// Writes the WIT package in `dir` (with its dependencies) in binary form, which tools that
+/// cannot read folders of WIT (jco's type generator runs as a sandboxed component) take.
+fn write_encoded_wit(dir: &Path, out: &Path) -> Result<()> {
+    let (resolve, package) = read_wit(dir)?;
+    let bytes = wit_component::encode(&resolve, package).context("cannot encode the WIT")?;
+    std::fs::write(out, bytes).with_context(|| format!("cannot write {}", out.display()))
 }
 
 const STANDALONE_RUST_SDK_MANIFEST: &str = r#"[package]
@@ -203,13 +237,22 @@ pub fn new(language: Language, dir: &Path) -> Result<()> {
         Language::Js => vec![
             ("app.js", JS_HELLO.into()),
             (".gitignore", "build/\n".into()),
-            // Editors type-check app.js against the SDK's declarations.
+            ("jsconfig.json", editor_config("app.js", &sdk)),
+        ],
+        Language::Ts => vec![
+            ("app.ts", TS_HELLO.into()),
+            (".gitignore", "build/\n".into()),
+            ("tsconfig.json", editor_config("app.ts", &sdk)),
+        ],
+        Language::C => vec![
+            ("app.c", C_HELLO.into()),
+            (".gitignore", "build/\n".into()),
+            // clangd finds the SDK header and the bindings `hostel build` generates.
             (
-                "jsconfig.json",
+                "compile_flags.txt",
                 format!(
-                    "{{\n  \"compilerOptions\": {{ \"checkJs\": true, \"lib\": [\"es2022\", \"dom\"] }},\n  \
-                     \"files\": [\"app.js\", {:?}]\n}}\n",
-                    sdk.join("guest-sdk/js/hostel.d.ts").display().to_string()
+                    "--target=wasm32-wasi\n-I{}\n-Ibuild/bindings\n",
+                    sdk.join("guest-sdk/c").display()
                 ),
             ),
         ],
@@ -258,6 +301,21 @@ const JS_HELLO: &str = r#"import { serve, text } from "hostel";
 serve((request) => text(200, `Hello from Hostel! You asked for ${new URL(request.url).pathname}\n`));
 "#;
 
+const TS_HELLO: &str = r#"import { serve, text } from "hostel";
+
+serve((request: Request): Response =>
+  text(200, `Hello from Hostel! You asked for ${new URL(request.url).pathname}\n`));
+"#;
+
+const C_HELLO: &str = r#"#include "hostel.h"
+
+static hostel_response hello(const hostel_request *req) {
+    return hostel_text(200, "Hello from Hostel! You asked for %s\n", req->path);
+}
+
+HOSTEL_HANDLER(hello)
+"#;
+
 /// The guest's name: its folder's name, which must suit a crate and a config key.
 fn guest_name(dir: &Path) -> Result<String> {
     let name = dir
@@ -294,7 +352,7 @@ impl World {
     fn name(self, language: Language) -> &'static str {
         match (self, language) {
             (World::Hostel, _) => "hostel:host/handler",
-            (World::Proxy, Language::Js) => "wasi:http/proxy@0.2.10",
+            (World::Proxy, Language::Js | Language::Ts) => "wasi:http/proxy@0.2.10",
             (World::Proxy, _) => "wasi:http/proxy@0.2.12",
         }
     }
@@ -316,7 +374,9 @@ pub fn build(dir: &Path, world: World) -> Result<PathBuf> {
         // A Rust guest imports only the interfaces its code uses: one world fits all.
         Language::Rust => build_rust(dir, &name, &out)?,
         Language::Python => build_python(dir, &out, world.name(language))?,
-        Language::Js => build_js(dir, &out, world.name(language))?,
+        Language::Js => build_js(dir, "app.js", &out, world.name(language))?,
+        Language::Ts => build_js(dir, "app.ts", &out, world.name(language))?,
+        Language::C => c::build_c(dir, &name, &out, world)?,
     }
     let size = std::fs::metadata(&out)?.len();
     println!("built {} ({} KiB)", out.display(), size / 1024);
@@ -400,12 +460,73 @@ fn up_to_date(dir: &Path, out: &Path) -> bool {
     fresh
 }
 
-fn build_js(dir: &Path, out: &Path, world: &str) -> Result<()> {
+/// How TypeScript guests are checked (`tsc` flags, in pairs).
+const TS_OPTIONS: [&str; 12] = [
+    "--strict",
+    "true",
+    "--target",
+    "es2022",
+    "--module",
+    "es2022",
+    "--moduleResolution",
+    "bundler",
+    "--lib",
+    // The generated declarations type resources as `Disposable`.
+    "es2022,esnext.disposable,dom",
+    "--noEmit",
+    "true",
+];
+
+/// A jsconfig/tsconfig.json with which editors check `entry` as `hostel build` does.
+fn editor_config(entry: &str, sdk: &Path) -> String {
+    let mut options: Vec<String> = TS_OPTIONS
+        .chunks(2)
+        .map(|o| format!("\"{}\": {}", &o[0][2..], ts_option_json(o[1])))
+        .collect();
+    options.push("\"checkJs\": true".into());
+    format!(
+        "{{\n  \"compilerOptions\": {{ {} }},\n  \"files\": [{entry:?}, {:?}]\n}}\n",
+        options.join(", "),
+        sdk.join("guest-sdk/js/hostel.d.ts").display().to_string()
+    )
+}
+
+/// A `tsc` flag's value as tsconfig.json wants it.
+fn ts_option_json(value: &str) -> String {
+    match value {
+        "true" | "false" => value.to_string(),
+        list if list.contains(',') => format!(
+            "[{}]",
+            list.split(',')
+                .map(|v| format!("{v:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+fn build_js(dir: &Path, entry: &str, out: &Path, world: &str) -> Result<()> {
     if up_to_date(dir, out) {
         return Ok(());
     }
     let tools = need_js_tools()?;
+    let type_tools = need_js_type_tools()?;
     let sdk = sdk_dir()?;
+    js_types(&sdk, &type_tools)?;
+    if entry.ends_with(".ts") {
+        say(&format!("type-checking {} (tsc)", dir.display()));
+        run(
+            Command::new("node")
+                .arg(type_tools.join("node_modules/typescript/bin/tsc"))
+                .args(TS_OPTIONS)
+                .arg(dir.join(entry))
+                .arg(sdk.join("guest-sdk/js/hostel.d.ts"))
+                // Diagnostics are errors: keep stdout for what was built.
+                .stdout(std::io::stderr()),
+            "tsc (the type errors are above)",
+        )?;
+    }
     say(&format!(
         "componentizing {} (JavaScript, esbuild + componentize-js; ~20 s)",
         dir.display()
@@ -413,7 +534,7 @@ fn build_js(dir: &Path, out: &Path, world: &str) -> Result<()> {
     run(
         Command::new("node")
             .arg(sdk.join("guest-sdk/js/build.mjs"))
-            .arg(std::path::absolute(dir.join("app.js"))?)
+            .arg(std::path::absolute(dir.join(entry))?)
             .arg(std::path::absolute(out)?)
             .arg(sdk.join("wit-js"))
             .arg(world)
@@ -423,20 +544,67 @@ fn build_js(dir: &Path, out: &Path, world: &str) -> Result<()> {
     )
 }
 
-/// componentize-js and esbuild from npm, at pinned versions, in a folder of their own.
+/// Declarations of the WIT interfaces for JavaScript and TypeScript guests, generated once per
+/// SDK into `guest-sdk/js/types/` (which `hostel.d.ts` references).
+fn js_types(sdk: &Path, tools: &Path) -> Result<()> {
+    let types = sdk.join("guest-sdk/js/types");
+    if types.join("handler.d.ts").is_file() {
+        return Ok(());
+    }
+    let staging = types.with_extension(format!("partial-{}", std::process::id()));
+    run(
+        Command::new("node")
+            .arg(sdk.join("guest-sdk/js/types.mjs"))
+            .arg(sdk.join("wit-js.wasm"))
+            .arg("hostel:host/handler")
+            .arg(&staging)
+            .arg(tools),
+        "jco type generation",
+    )?;
+    if std::fs::rename(&staging, &types).is_err() {
+        let _ = std::fs::remove_dir_all(&staging); // another `hostel` finished first
+    }
+    Ok(())
+}
+
+/// The npm packages that build JavaScript guests, at pinned versions.
 fn need_js_tools() -> Result<PathBuf> {
-    let dir = tools_dir()?.join("js");
-    let installed = std::fs::read_to_string(
-        dir.join("node_modules/@bytecodealliance/componentize-js/package.json"),
+    npm_tools(
+        "js",
+        &[
+            ("@bytecodealliance/componentize-js", COMPONENTIZE_JS_VERSION),
+            ("esbuild", ESBUILD_VERSION),
+        ],
     )
-    .unwrap_or_default();
-    if installed.contains(&format!("\"version\": \"{COMPONENTIZE_JS_VERSION}\""))
-        && dir.join("node_modules/esbuild/package.json").is_file()
-    {
+}
+
+/// The npm packages that type JavaScript and TypeScript guests. A folder of their own: jco's
+/// dependencies would otherwise rearrange componentize-js's.
+fn need_js_type_tools() -> Result<PathBuf> {
+    npm_tools(
+        "js-types",
+        &[
+            ("@bytecodealliance/jco-transpile", JCO_TRANSPILE_VERSION),
+            ("typescript", TYPESCRIPT_VERSION),
+        ],
+    )
+}
+
+/// Installs `packages` (name, version) with npm into `<guest tools>/<folder>` unless they are
+/// there at those versions; returns the folder.
+fn npm_tools(folder: &str, packages: &[(&str, &str)]) -> Result<PathBuf> {
+    let dir = tools_dir()?.join(folder);
+    let installed = |(name, version): &(&str, &str)| {
+        std::fs::read_to_string(dir.join("node_modules").join(name).join("package.json"))
+            .is_ok_and(|json| json.contains(&format!("\"version\": \"{version}\"")))
+    };
+    if packages.iter().all(installed) {
         return Ok(dir);
     }
+    let specs: Vec<String> = packages.iter().map(|(n, v)| format!("{n}@{v}")).collect();
     say(&format!(
-        "installing componentize-js {COMPONENTIZE_JS_VERSION} and esbuild {ESBUILD_VERSION} (npm) into {}",
+        "installing {} (npm) into {}",
+        specs.join(", "),
         dir.display()
     ));
     std::fs::create_dir_all(&dir)?;
@@ -444,10 +612,7 @@ fn need_js_tools() -> Result<PathBuf> {
         Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
             .arg(&dir)
-            .arg(format!(
-                "@bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION}"
-            ))
-            .arg(format!("esbuild@{ESBUILD_VERSION}")),
+            .args(&specs),
         "npm install (JavaScript guests need Node.js 20+ and npm; Debian: apt-get install nodejs npm)",
     )?;
     Ok(dir)

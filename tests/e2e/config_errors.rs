@@ -100,3 +100,10 @@ fn valid_config_passes_check() {
     let (status, stderr) = run_hostel(&["check", "--config", "hostel.toml"], dir.path()).unwrap();
     assert!(status.success(), "{stderr}");
 }
+
+#[test]
+fn the_repository_config_checks_with_every_example_built() {
+    // What `scripts/run` serves: the Rust examples and a hello in each other language.
+    let (status, stderr) = run_hostel(&["check", "--config", "hostel.toml"], &repo_root()).unwrap();
+    assert!(status.success(), "{stderr}");
+}

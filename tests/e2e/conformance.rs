@@ -6,7 +6,7 @@
 use hostel_tests::*;
 
 /// Every language with examples under `components/`.
-const LANGUAGES: &[&str] = &["rust", "python", "js"];
+const LANGUAGES: &[&str] = &["rust", "python", "js", "c"];
 
 /// The example apps every language provides, mounted at `/LANGUAGE/APP`.
 const APPS: &[&str] = &["hello", "counter", "redis-counter", "aggregator"];

@@ -97,3 +97,70 @@ fn build_and_new_refuse_what_they_cannot_do() {
 async fn a_new_javascript_guest_builds_and_serves() {
     new_guest_builds_and_serves("js").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_c_guest_builds_and_serves() {
+    new_guest_builds_and_serves("c").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_typescript_guest_builds_and_serves() {
+    new_guest_builds_and_serves("ts").await;
+}
+
+#[test]
+fn typescript_guests_are_type_checked_against_declarations_generated_from_the_wit() {
+    let work = tempfile::tempdir().unwrap();
+    hostel(work.path(), &["new", "ts", "typed"]);
+    // A handler that treats a host error's kind as something the WIT does not have.
+    std::fs::write(
+        work.path().join("typed/app.ts"),
+        r#"import { serve, text, HostError } from "hostel";
+import { Bucket } from "hostel/kv";
+
+serve((request: Request): Response => {
+  try {
+    return text(200, String(Bucket.open("default").increment("n")));
+  } catch (e) {
+    if (e instanceof HostError && e.kind === "no-such-bucket") return text(404, "none\n");
+    throw e;
+  }
+});
+"#,
+    )
+    .unwrap();
+    let (status, stderr) = run_hostel(&["build", "typed"], work.path()).unwrap();
+    assert!(!status.success(), "a type error fails the build");
+    assert!(stderr.contains("app.ts"), "{stderr}");
+    assert!(
+        stderr.contains("no-such-bucket"),
+        "tsc names the bad kind: {stderr}"
+    );
+    assert!(!work.path().join("typed/build/typed.wasm").exists());
+
+    // The kinds the WIT does have check, and the raw interfaces are typed too.
+    let fixed = std::fs::read_to_string(work.path().join("typed/app.ts"))
+        .unwrap()
+        .replace("no-such-bucket", "no-such-store")
+        .replace(
+            "serve((",
+            "import type { Value } from \"hostel:host/redis@0.1.0\";\n\
+             export const nil: Value = { tag: \"nil\" };\n\nserve((",
+        );
+    std::fs::write(work.path().join("typed/app.ts"), fixed).unwrap();
+    let built = hostel(work.path(), &["build", "typed"]);
+    assert!(built.contains("built typed/build/typed.wasm"), "{built}");
+}
+
+#[test]
+fn c_guests_are_built_for_the_hostel_world_only() {
+    let work = tempfile::tempdir().unwrap();
+    hostel(work.path(), &["new", "c", "native"]);
+    let (status, stderr) =
+        run_hostel(&["build", "native", "--world", "proxy"], work.path()).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("C guests are built for the hostel world"),
+        "{stderr}"
+    );
+}

@@ -54,6 +54,10 @@ component = {hello}
 [apps.python-probe]
 route = "/python-probe"
 component = {python_probe}
+
+[apps.c-probe]
+route = "/c-probe"
+component = {c_probe}
 "#,
         cache = toml_path(&shared_code_cache()),
         url = pg.url(),
@@ -61,6 +65,7 @@ component = {python_probe}
         probe = toml_path(&guest("pg-probe")),
         hello = toml_path(&guest("hello")),
         python_probe = toml_path(&example("python", "pg-probe")),
+        c_probe = toml_path(&example("c", "pg-probe")),
     )
 }
 
@@ -548,11 +553,13 @@ async fn postgres_down_at_startup_is_a_warning_and_the_pool_connects_when_it_sta
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn python_guests_reach_postgres_with_the_same_types_and_transactions() {
+async fn python_and_c_guests_reach_postgres_with_the_same_types_and_transactions() {
     let (_pg, host) = start();
-    let reply = get(&http1_client(), &host.url("/python-probe"))
-        .await
-        .unwrap();
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(reply.text(), "all 11 checks passed\n");
+    for language in ["python", "c"] {
+        let reply = get(&http1_client(), &host.url(&format!("/{language}-probe")))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "{language}: {}", reply.text());
+        assert_eq!(reply.text(), "all 11 checks passed\n", "{language}");
+    }
 }
