@@ -23,6 +23,10 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 /// App-lifetime state of a tenant: its quotas and grants, shared by all its apps.
 pub struct TenantRuntime {
     pub name: String,
+    /// Host names it serves (empty: any host).
+    pub hosts: Vec<String>,
+    /// SHA-256 of its admin token, if it has one.
+    pub admin_token: Option<config::TokenHash>,
     pub limits: Limits,
     /// One permit per request in flight; requests that find none get 503.
     pub admission: Arc<Semaphore>,
@@ -46,14 +50,16 @@ impl TenantRuntime {
     ) -> Arc<TenantRuntime> {
         Arc::new(TenantRuntime {
             name: tenant.name.clone(),
+            hosts: tenant.hosts.clone(),
+            admin_token: tenant.admin_token,
             limits: tenant.limits,
             admission: Arc::new(Semaphore::new(tenant.limits.concurrency as usize)),
             outbound: tenant.outbound.clone().into(),
             http_client: OutboundClient::new(),
             namespace: format!("tenant:{}", tenant.name).into(),
-            keyvalue: Grants::new("key-value store", &tenant.stores, stores),
-            redis: Grants::new("Redis pool", &tenant.pools, pools.redis()),
-            postgres: Grants::new("PostgreSQL pool", &tenant.pools, pools.postgres()),
+            keyvalue: Grants::new("key-value store", "stores", &tenant.stores, stores),
+            redis: Grants::new("Redis pool", "pools", &tenant.pools, pools.redis()),
+            postgres: Grants::new("PostgreSQL pool", "pools", &tenant.pools, pools.postgres()),
             wasi: WasiGrants::from_tenant(tenant),
         })
     }

@@ -72,6 +72,10 @@ impl CodeCache {
         }
 
         let started = Instant::now();
+        tracing::info!(
+            size = wasm.len(),
+            "compiling a component not seen before (seconds for a large one; cached afterwards)"
+        );
         let compiled = engine
             .precompile_component(wasm)
             .map_err(anyhow::Error::from)

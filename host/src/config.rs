@@ -36,6 +36,24 @@ pub struct ConfigFile {
     /// Redis and PostgreSQL connection pools guests may be granted, by name.
     #[serde(default)]
     pub pools: BTreeMap<String, PoolSection>,
+    /// The admin API (deploys to the running host); off without this section.
+    pub admin: Option<AdminSection>,
+}
+
+/// The admin API's listener, who may use it and where deployments are kept.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Its own listener, loopback unless the operator says otherwise.
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+    /// SHA-256 (hex) of the operator's bearer token, which manages every tenant. `hostel token`
+    /// makes a token and prints its hash; the config never holds the token itself.
+    pub operator_token_sha256: String,
+    /// Folder of deployed components (content-addressed) and the deployment manifest,
+    /// relative to the config file.
+    #[serde(default = "default_state")]
+    pub state: PathBuf,
 }
 
 /// A Redis or PostgreSQL server the host keeps connections to.
@@ -214,6 +232,12 @@ impl Default for ServerSection {
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8081))
+}
+fn default_state() -> PathBuf {
+    PathBuf::from("state")
+}
 fn default_grace() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
 }
@@ -257,6 +281,8 @@ pub struct TenantSection {
     pub limits: LimitsSection,
     #[serde(default)]
     pub apps: BTreeMap<String, AppSection>,
+    /// SHA-256 (hex) of this tenant's admin token: it manages this tenant's apps only.
+    pub admin_token_sha256: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -330,6 +356,18 @@ pub struct Config {
     pub stores: BTreeMap<String, StoreConfig>,
     /// Redis and PostgreSQL pools by name.
     pub pools: BTreeMap<String, PoolConfig>,
+    pub admin: Option<AdminConfig>,
+}
+
+/// SHA-256 of a bearer token.
+pub type TokenHash = [u8; 32];
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub operator_token: TokenHash,
+    /// Deployed components and the manifest (resolved against the config's folder).
+    pub state: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -345,6 +383,8 @@ pub struct Tenant {
     /// Names of the pools granted.
     pub pools: Vec<String>,
     pub apps: Vec<App>,
+    /// The tenant's own admin token, if it has one.
+    pub admin_token: Option<TokenHash>,
 }
 
 #[derive(Debug, Clone)]
@@ -417,6 +457,7 @@ impl ConfigFile {
                 grants: self.grants.clone(),
                 limits: LimitsSection::default(),
                 apps: self.apps,
+                admin_token_sha256: None,
             };
             tenants.push(resolve_tenant(DEFAULT_TENANT, "", section, defaults, base)?);
         } else if !self.grants.outbound.is_empty()
@@ -461,6 +502,26 @@ impl ConfigFile {
         if self.server.max_instances == 0 {
             bail!("key `server.max_instances`: must be at least 1");
         }
+        let admin = self
+            .admin
+            .map(|admin| -> Result<AdminConfig> {
+                Ok(AdminConfig {
+                    listen: admin.listen,
+                    operator_token: parse_token_hash(&admin.operator_token_sha256)
+                        .context("key `admin.operator_token_sha256`")?,
+                    state: base.join(admin.state),
+                })
+            })
+            .transpose()?;
+        if admin.is_none()
+            && let Some(tenant) = tenants.iter().find(|t| t.admin_token.is_some())
+        {
+            bail!(
+                "key `tenants.{}.admin_token_sha256`: there is no [admin] section, so no admin \
+                 API to use the token with",
+                tenant.name
+            );
+        }
         Ok(Config {
             source: source.to_path_buf(),
             listen: self.server.listen,
@@ -471,6 +532,7 @@ impl ConfigFile {
             tenants,
             stores,
             pools,
+            admin,
         })
     }
 }
@@ -531,7 +593,14 @@ fn resolve_tenant(
             key: app_key,
         });
     }
+    let admin_token = section
+        .admin_token_sha256
+        .as_deref()
+        .map(parse_token_hash)
+        .transpose()
+        .with_context(|| format!("key `{key}admin_token_sha256`"))?;
     Ok(Tenant {
+        admin_token,
         name: name.to_string(),
         hosts,
         limits,
@@ -578,7 +647,21 @@ fn resolve_limits(tenant: &LimitsSection, defaults: &LimitsSection) -> Result<Li
     Ok(limits)
 }
 
-fn check_name(name: &str, key: &str) -> Result<()> {
+/// A token hash as `hostel token` prints it: 64 hex digits.
+fn parse_token_hash(hex: &str) -> Result<TokenHash> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 || !bytes.iter().all(u8::is_ascii_hexdigit) {
+        bail!("expected the SHA-256 of a token as 64 hex digits (`hostel token` makes one)");
+    }
+    let mut hash = [0; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let text = std::str::from_utf8(pair).expect("hex digits are ASCII");
+        hash[i] = u8::from_str_radix(text, 16).expect("checked hex digits");
+    }
+    Ok(hash)
+}
+
+pub(crate) fn check_name(name: &str, key: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name
             .chars()
@@ -590,7 +673,7 @@ fn check_name(name: &str, key: &str) -> Result<()> {
 }
 
 /// `/api/` and `api` both become `/api`; `/` stays `/`.
-fn normalize_route(route: &str) -> Result<String> {
+pub(crate) fn normalize_route(route: &str) -> Result<String> {
     if !route.starts_with('/') {
         bail!("a route must start with '/'");
     }

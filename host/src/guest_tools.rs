@@ -42,6 +42,16 @@ pub enum Language {
 }
 
 impl Language {
+    fn name(self) -> &'static str {
+        match self {
+            Language::Rust => "Rust",
+            Language::Python => "Python",
+            Language::Js => "JavaScript",
+            Language::Ts => "TypeScript",
+            Language::C => "C",
+        }
+    }
+
     /// Which language the guest in `dir` is written in, by the files it has.
     fn of(dir: &Path) -> Result<Language> {
         if dir.join("Cargo.toml").is_file() {
@@ -266,16 +276,34 @@ pub fn new(language: Language, dir: &Path) -> Result<()> {
     std::fs::write(
         dir.join("hostel.toml"),
         format!(
-            "# Serve this guest: hostel build . && hostel serve\n\
-             [apps.{name}]\nroute = \"/\"\ncomponent = \"build/{name}.wasm\"\n"
+            "# Serve this guest: hostel build . && hostel serve (which reads ./hostel.toml)\n\
+             [apps.{name}]\nroute = \"/\"\ncomponent = \"build/{name}.wasm\"\n{GRANTS_EXAMPLE}"
         ),
     )?;
     println!(
-        "created {} ({language:?} guest); next: hostel build {0} && hostel serve --config {0}/hostel.toml",
-        dir.display()
+        "created {0} ({1} guest); next: hostel build {0} && hostel serve --config {0}/hostel.toml",
+        dir.display(),
+        language.name()
     );
     Ok(())
 }
+
+/// The scaffolded config grants nothing; this shows how to grant a store and a pool.
+const GRANTS_EXAMPLE: &str = r#"
+# Guests reach only what is granted. To use the embedded key-value store ("default") and a
+# Redis pool ("cache") from this guest, uncomment:
+# [stores.default]
+# kind = "embedded"
+# path = "data/kv.redb"
+#
+# [pools.cache]
+# kind = "redis"
+# url = "redis://127.0.0.1:6379"
+#
+# [grants]
+# stores = ["default"]
+# pools = ["cache"]
+"#;
 
 const RUST_HELLO: &str = r#"use hostel_guest::{Request, Response};
 

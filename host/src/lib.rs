@@ -8,6 +8,7 @@
 //! size) → [`sandbox`] (new `Store`, limits, deadline, guest call). Loaded once at startup:
 //! [`config`], [`engine`], [`code_cache`], [`apps`], [`capabilities`].
 
+pub mod admin;
 pub mod admission;
 pub mod apps;
 pub mod capabilities;
@@ -23,22 +24,49 @@ pub mod router;
 pub mod sandbox;
 pub mod server;
 
+use admin::deployments::Deployment;
 use anyhow::{Context, Result};
-use apps::{AppLoader, Source, TenantRuntime};
+use apps::{App, AppLoader, Source, TenantRuntime};
+use arc_swap::ArcSwap;
 use capabilities::keyvalue::Backend;
 use config::Config;
 use engine::EngineSizing;
 use pools::Pools;
 use router::Router;
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use wasmtime::Engine;
 
 /// Everything a running host shares between requests.
 pub struct Host {
     engine: Engine,
-    router: Router,
+    /// Swapped whole when the set of apps changes: a request routes on the router it loaded,
+    /// so it finishes on the app version it started with.
+    router: ArcSwap<Router>,
     pools: Pools,
+    tenants: HashMap<String, Arc<TenantRuntime>>,
+    loader: AppLoader,
+    /// Every app being served, by (tenant, app name).
+    installed: Mutex<BTreeMap<AppKey, Installed>>,
+}
+
+/// (tenant, app name)
+pub type AppKey = (String, String);
+
+/// An app being served and where it came from.
+#[derive(Clone)]
+pub struct Installed {
+    pub app: Arc<App>,
+    pub origin: Origin,
+}
+
+#[derive(Clone)]
+pub enum Origin {
+    /// Named in the config file; changed by editing it.
+    Config(PathBuf),
+    /// Deployed through the admin API; persisted in the deployment manifest.
+    Deployed(Deployment),
 }
 
 impl Host {
@@ -67,7 +95,8 @@ impl Host {
             stores.insert(name.clone(), backend);
         }
 
-        let mut router = Router::default();
+        let mut tenants = HashMap::new();
+        let mut installed = BTreeMap::new();
         for tenant in &config.tenants {
             let runtime = TenantRuntime::new(tenant, &stores, &pools);
             for app in &tenant.apps {
@@ -88,13 +117,24 @@ impl Host {
                     hosts = ?tenant.hosts,
                     "app ready"
                 );
-                router.add(&tenant.hosts, Arc::new(loaded));
+                installed.insert(
+                    (tenant.name.clone(), app.name.clone()),
+                    Installed {
+                        app: Arc::new(loaded),
+                        origin: Origin::Config(app.component.clone()),
+                    },
+                );
             }
+            tenants.insert(tenant.name.clone(), runtime);
         }
+        let router = Router::new(installed.values().map(|i: &Installed| i.app.clone()));
         Ok(Host {
             engine,
-            router,
+            router: ArcSwap::from_pointee(router),
             pools,
+            tenants,
+            loader,
+            installed: Mutex::new(installed),
         })
     }
 
@@ -113,7 +153,49 @@ impl Host {
         &self.engine
     }
 
-    pub fn router(&self) -> &Router {
-        &self.router
+    /// The router of this moment. Hold it only for one lookup.
+    pub fn router(&self) -> arc_swap::Guard<Arc<Router>> {
+        self.router.load()
+    }
+
+    pub fn tenant(&self, name: &str) -> Option<&Arc<TenantRuntime>> {
+        self.tenants.get(name)
+    }
+
+    pub fn tenants(&self) -> impl Iterator<Item = &Arc<TenantRuntime>> {
+        self.tenants.values()
+    }
+
+    pub fn loader(&self) -> &AppLoader {
+        &self.loader
+    }
+
+    /// Every app being served, in (tenant, app) order.
+    pub fn installed(&self) -> Vec<(AppKey, Installed)> {
+        let installed = self.installed.lock().expect("app set lock");
+        installed
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Serves `app` from now on, replacing the app of the same tenant and name; returns what
+    /// it replaced. Requests already routed finish on the old version.
+    pub fn install(&self, key: AppKey, app: Installed) -> Option<Installed> {
+        self.change_apps(|apps| apps.insert(key, app))
+    }
+
+    /// Stops routing to an app; requests already routed to it finish.
+    pub fn uninstall(&self, key: &AppKey) -> Option<Installed> {
+        self.change_apps(|apps| apps.remove(key))
+    }
+
+    fn change_apps<T>(&self, change: impl FnOnce(&mut BTreeMap<AppKey, Installed>) -> T) -> T {
+        let mut installed = self.installed.lock().expect("app set lock");
+        let result = change(&mut installed);
+        self.router.store(Arc::new(Router::new(
+            installed.values().map(|i| i.app.clone()),
+        )));
+        result
     }
 }

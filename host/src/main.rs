@@ -2,11 +2,13 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use hostel::admin::{Admin, client::AdminClient};
 use hostel::config::Config;
-use hostel::{Host, engine, server};
+use hostel::{Host, engine, request, server};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 /// Hostel serves WebAssembly HTTP handler components, a fresh sandbox per request, with
@@ -36,6 +38,27 @@ struct ConfigArg {
     path: PathBuf,
 }
 
+/// Where the admin API is and how to show who we are.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The admin API's address.
+    #[arg(
+        long = "admin",
+        env = "HOSTEL_ADMIN",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    url: String,
+    /// The operator's or a tenant's admin token.
+    #[arg(long, env = "HOSTEL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl AdminArgs {
+    fn client(self) -> Result<AdminClient> {
+        AdminClient::new(&self.url, self.token)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Load the configuration and serve its apps until SIGINT/SIGTERM.
@@ -45,7 +68,40 @@ enum Command {
         /// Listen here instead of `server.listen` (port 0 picks a free port).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Serve the admin API here instead of `admin.listen` (needs an [admin] section).
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
     },
+    /// Deploy a component to a running host (admin API): new app, or a zero-downtime swap.
+    Deploy {
+        /// The component (.wasm).
+        component: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        app: String,
+        /// Where to mount it, e.g. `/api`.
+        #[arg(long)]
+        route: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List the apps of a running host that the token may see.
+    Apps {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Remove a deployed app from a running host.
+    Remove {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        app: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Make a new admin token; prints it and the SHA-256 the config takes.
+    Token,
     /// Measure the sandbox alone (instantiate + handle + tear down) for an app, no network.
     Measure {
         #[command(flatten)]
@@ -71,8 +127,9 @@ enum Command {
         language: hostel::guest_tools::Language,
         name: PathBuf,
     },
-    /// Build the guest in DIR (Rust: Cargo.toml, Python: app.py) into DIR/build/NAME.wasm,
-    /// installing the language's toolchain when it is missing.
+    /// Build the guest in DIR (Rust: Cargo.toml, Python: app.py, JavaScript: app.js,
+    /// TypeScript: app.ts, C: app.c) into DIR/build/NAME.wasm, installing the language's
+    /// toolchain when it is missing.
     Build {
         #[arg(default_value = ".")]
         dir: PathBuf,
@@ -105,8 +162,9 @@ fn run(command: Command) -> Result<()> {
         Command::Check { config } => {
             let config = Config::load(&config.path)?;
             let host = Host::load(&config)?;
-            let apps = host.router().apps().count();
-            println!("{}: ok ({apps} apps)", config.source.display());
+            let apps = host.installed().len();
+            let plural = if apps == 1 { "" } else { "s" };
+            println!("{}: ok ({apps} app{plural})", config.source.display());
             Ok(())
         }
         Command::Measure {
@@ -117,12 +175,86 @@ fn run(command: Command) -> Result<()> {
         } => measure(&Config::load(&config.path)?, &host, &path, requests.max(1)),
         Command::New { language, name } => hostel::guest_tools::new(language, &name),
         Command::Build { dir, world } => hostel::guest_tools::build(&dir, world).map(drop),
-        Command::Serve { config, listen } => {
+        Command::Serve {
+            config,
+            listen,
+            admin_listen,
+        } => {
             let mut config = Config::load(&config.path)?;
             if let Some(listen) = listen {
                 config.listen = listen;
             }
+            if let Some(listen) = admin_listen {
+                let Some(admin) = config.admin.as_mut() else {
+                    anyhow::bail!(
+                        "--admin-listen: {} has no [admin] section (it needs at least \
+                         operator_token_sha256; `hostel token` makes one)",
+                        config.source.display()
+                    );
+                };
+                admin.listen = listen;
+            }
             serve(config)
+        }
+        Command::Deploy {
+            component,
+            tenant,
+            app,
+            route,
+            admin,
+        } => {
+            let bytes = std::fs::read(&component)
+                .with_context(|| format!("cannot read {}", component.display()))?;
+            let deployed = admin.client()?.deploy(&tenant, &app, &route, &bytes)?;
+            println!(
+                "deployed {tenant}/{app} at {route} ({})",
+                deployed["digest"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        Command::Apps { admin } => {
+            let listing = admin.client()?.apps()?;
+            println!(
+                "{:<16} {:<20} {:<24} {:<9} COMPONENT",
+                "TENANT", "APP", "ROUTE", "SOURCE"
+            );
+            for app in listing["apps"].as_array().into_iter().flatten() {
+                let text = |key: &str| app[key].as_str().unwrap_or("").to_string();
+                let component = if text("source") == "config" {
+                    text("component")
+                } else {
+                    format!(
+                        "{} ({} bytes, {})",
+                        text("digest"),
+                        app["size"],
+                        text("deployed_at")
+                    )
+                };
+                println!(
+                    "{:<16} {:<20} {:<24} {:<9} {component}",
+                    text("tenant"),
+                    text("app"),
+                    text("route"),
+                    text("source")
+                );
+            }
+            Ok(())
+        }
+        Command::Remove { tenant, app, admin } => {
+            admin.client()?.remove(&tenant, &app)?;
+            println!("removed {tenant}/{app}");
+            Ok(())
+        }
+        Command::Token => {
+            let (token, hash) = hostel::admin::auth::new_token()?;
+            println!("token: {token}");
+            println!("sha256: {hash}");
+            println!(
+                "# keep the token secret (HOSTEL_TOKEN); put the hash in the config:\n\
+                 #   [admin] operator_token_sha256 = \"{hash}\"\n\
+                 #   or [tenants.NAME] admin_token_sha256 = \"{hash}\""
+            );
+            Ok(())
         }
     }
 }
@@ -134,6 +266,12 @@ fn serve(config: Config) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let host = Arc::new(Host::load(&config)?);
+    let admin = config
+        .admin
+        .as_ref()
+        .map(|admin| Admin::start(host.clone(), admin).map(Arc::new))
+        .transpose()
+        .with_context(|| format!("{}: [admin]", config.source.display()))?;
     engine::start_epoch_ticker(host.engine());
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -145,15 +283,53 @@ fn serve(config: Config) -> Result<()> {
                     config.source.display()
                 )
             })?;
+        let admin_server = match (&admin, &config.admin) {
+            (Some(admin), Some(settings)) => {
+                let listener = tokio::net::TcpListener::bind(settings.listen)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot listen on {} (key `admin.listen` in {}): is another process \
+                             using it?",
+                            settings.listen,
+                            config.source.display()
+                        )
+                    })?;
+                Some((listener, admin.clone()))
+            }
+            _ => None,
+        };
         host.start_pools().await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        if let Some((listener, admin)) = admin_server {
+            let addr = listener.local_addr()?;
+            tracing::info!("admin API on http://{addr}");
+            println!("hostel admin listening on http://{addr}");
+            let stop = until_stopped(stopped.clone());
+            tokio::spawn(async move {
+                let handle = move |req| admin.clone().handle(req);
+                if let Err(e) = server::serve(listener, handle, stop, Duration::from_secs(5)).await
+                {
+                    tracing::error!("admin API stopped: {e:#}");
+                }
+            });
+        }
         let addr = listener.local_addr()?;
         tracing::info!("listening on http://{addr}");
         // A line on stdout that scripts and tests can wait for.
         println!("hostel listening on http://{addr}");
+        let serving = host.clone();
         server::serve(
             listener,
-            host.clone(),
-            shutdown_signal(),
+            move |req| request::handle(serving.clone(), req),
+            until_stopped(stopped),
             config.shutdown_grace,
         )
         .await?;

@@ -15,12 +15,20 @@ pub struct Router {
 }
 
 impl Router {
-    /// Adds an app for the given hosts (empty: any host).
-    pub fn add(&mut self, hosts: &[String], app: Arc<App>) {
-        if hosts.is_empty() {
+    /// A router over `apps`, each served on its tenant's hosts.
+    pub fn new(apps: impl IntoIterator<Item = Arc<App>>) -> Router {
+        let mut router = Router::default();
+        for app in apps {
+            router.add(app);
+        }
+        router
+    }
+
+    fn add(&mut self, app: Arc<App>) {
+        if app.tenant.hosts.is_empty() {
             insert_sorted(&mut self.any_host, app);
         } else {
-            for host in hosts {
+            for host in &app.tenant.hosts.clone() {
                 insert_sorted(
                     self.by_host.entry(normalize_host(host)).or_default(),
                     app.clone(),

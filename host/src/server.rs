@@ -1,26 +1,35 @@
-//! The listener: accepts TCP connections and serves HTTP/1.1 and HTTP/2 (h2c, detected from
+//! A listener: accepts TCP connections and serves HTTP/1.1 and HTTP/2 (h2c, detected from
 //! the connection preface) with keep-alive, until shutdown; then drains in-flight requests
-//! for at most the grace period.
+//! for at most the grace period. The apps' listener and the admin API's run on it.
 
-use crate::{Host, request};
 use anyhow::Result;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use std::sync::Arc;
+use std::convert::Infallible;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// A client has this long to send a request's headers; slow-loris connections are closed.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn serve(
+/// Serves every request on `listener` with `handle`.
+pub async fn serve<F, Fut, B>(
     listener: TcpListener,
-    host: Arc<Host>,
+    handle: F,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
-) -> Result<()> {
+) -> Result<()>
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -45,8 +54,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let host = host.clone();
-        let service = service_fn(move |req| request::handle(host.clone(), req));
+        let service = service_fn(handle.clone());
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();

@@ -2,6 +2,7 @@
 //!
 //! One test binary (as wasmtime does for wasi-http), one module per concern.
 
+mod admin;
 mod compat;
 mod config_errors;
 mod conformance;

@@ -104,6 +104,8 @@ pub fn toml_path(path: &Path) -> String {
 pub struct HostProcess {
     child: Child,
     pub addr: String,
+    /// The admin API's address, when the config has an `[admin]` section.
+    pub admin_addr: Option<String>,
     log: Arc<Mutex<String>>,
     pub dir: tempfile::TempDir,
 }
@@ -119,9 +121,14 @@ impl HostProcess {
     pub fn start_in(dir: tempfile::TempDir, config: &str) -> Result<HostProcess> {
         let config_path = dir.path().join("hostel.toml");
         std::fs::write(&config_path, config)?;
-        let mut child = Command::new(hostel_bin())
+        let mut command = Command::new(hostel_bin());
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&config_path)
+            .arg(&config_path);
+        if config.contains("[admin]") {
+            command.args(["--admin-listen", "127.0.0.1:0"]);
+        }
+        let mut child = command
             .env("HOSTEL_LOG", "info,hostel=debug")
             .env("XDG_CACHE_HOME", dir.path().join("xdg-cache"))
             .stdin(Stdio::null())
@@ -142,18 +149,23 @@ impl HostProcess {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut admin = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("hostel admin listening on http://") {
+                    admin = Some(addr.to_string());
+                }
                 if let Some(addr) = line.strip_prefix("hostel listening on http://") {
-                    let _ = tx.send(addr.to_string());
+                    let _ = tx.send((addr.to_string(), admin.clone()));
                 }
             }
         });
         // Generous: the first start may compile every guest.
         match rx.recv_timeout(Duration::from_secs(300)) {
-            Ok(addr) => {
+            Ok((addr, admin_addr)) => {
                 let host = HostProcess {
                     child,
                     addr,
+                    admin_addr,
                     log,
                     dir,
                 };
@@ -193,6 +205,15 @@ impl HostProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// A URL on the admin API (the config must have an `[admin]` section).
+    pub fn admin_url(&self, path: &str) -> String {
+        let addr = self
+            .admin_addr
+            .as_ref()
+            .expect("the config has no [admin] section");
+        format!("http://{addr}{path}")
     }
 
     pub fn pid(&self) -> u32 {

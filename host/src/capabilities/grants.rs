@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 pub struct Grants<T> {
     kind: &'static str,
+    section: &'static str,
     entries: HashMap<String, Option<T>>,
 }
 
@@ -19,9 +20,11 @@ pub enum Refusal {
 }
 
 impl<T: Clone> Grants<T> {
-    /// `kind` names the resource in log lines ("key-value store", "pool").
+    /// `kind` names the resource in log lines ("key-value store", "Redis pool"), `section`
+    /// the config table resources of its kind are declared in ("stores", "pools").
     pub fn new<'a>(
         kind: &'static str,
+        section: &'static str,
         granted: &[String],
         all: impl IntoIterator<Item = (&'a String, &'a T)>,
     ) -> Grants<T>
@@ -32,17 +35,32 @@ impl<T: Clone> Grants<T> {
             .into_iter()
             .map(|(name, item)| (name.clone(), granted.contains(name).then(|| item.clone())))
             .collect();
-        Grants { kind, entries }
+        Grants {
+            kind,
+            section,
+            entries,
+        }
     }
 
     pub fn open(&self, name: &str) -> Result<&T, Refusal> {
         match self.entries.get(name) {
             Some(Some(item)) => Ok(item),
             Some(None) => {
-                tracing::warn!("{} {name:?} not granted to this tenant", self.kind);
+                tracing::warn!(
+                    "{} {name:?} not granted to this tenant (add it to the tenant's `grants.{}`)",
+                    self.kind,
+                    self.section
+                );
                 Err(Refusal::NotGranted)
             }
-            None => Err(Refusal::NoSuch),
+            None => {
+                tracing::warn!(
+                    "no {} named {name:?} is configured (add a [{}.{name}] section)",
+                    self.kind,
+                    self.section
+                );
+                Err(Refusal::NoSuch)
+            }
         }
     }
 }
@@ -51,6 +69,7 @@ impl<T> Default for Grants<T> {
     fn default() -> Self {
         Grants {
             kind: "resource",
+            section: "resources",
             entries: HashMap::new(),
         }
     }
@@ -63,7 +82,7 @@ mod tests {
     #[test]
     fn granted_not_granted_and_unknown_are_told_apart() {
         let all: HashMap<String, u8> = [("a".to_string(), 1), ("b".to_string(), 2)].into();
-        let grants = Grants::new("pool", &["a".to_string()], &all);
+        let grants = Grants::new("pool", "pools", &["a".to_string()], &all);
         assert_eq!(grants.open("a"), Ok(&1));
         assert_eq!(grants.open("b"), Err(Refusal::NotGranted));
         assert_eq!(grants.open("c"), Err(Refusal::NoSuch));

@@ -1,0 +1,435 @@
+//! The admin API: deploy, list, inspect and remove apps on a running host.
+//!
+//! Its own listener (loopback by default), JSON over HTTP/1.1, bearer tokens: the operator's
+//! token manages every tenant, a tenant's token only that tenant. A deploy is validated —
+//! compiled, linked against what the host provides, checked for the HTTP handler export —
+//! before anything changes; then the component is stored, the manifest replaced and the router
+//! swapped, in that order, so a crash never leaves a half-deployed set.
+//!
+//! | request | does |
+//! |---|---|
+//! | `GET /v1/apps` | every app the token may see |
+//! | `GET /v1/tenants/T/apps/A` | one app, with its component's imports |
+//! | `PUT /v1/tenants/T/apps/A?route=/path` (body: the component) | deploy or replace |
+//! | `DELETE /v1/tenants/T/apps/A` | remove a deployed app |
+
+pub mod auth;
+pub mod client;
+pub mod deployments;
+
+use crate::apps::Source;
+use crate::{AppKey, Host, Installed, Origin, config};
+use anyhow::{Context, Result};
+use auth::{Principal, Tokens};
+use bytes::Bytes;
+use deployments::{Deployment, DeploymentStore};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The largest component the API takes (interpreter guests are ~20 MB).
+pub const MAX_COMPONENT: usize = 256 << 20;
+
+pub struct Admin {
+    host: Arc<Host>,
+    store: DeploymentStore,
+    tokens: Tokens,
+    /// One change at a time: checks, blob, manifest and swap happen together.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl Admin {
+    /// Opens the deployment store and serves the deployed set it holds on `host`. A deployment
+    /// whose tenant the config no longer has is skipped with a warning (and dropped from the
+    /// manifest at the next change).
+    pub fn start(host: Arc<Host>, admin: &config::AdminConfig) -> Result<Admin> {
+        let store = DeploymentStore::open(&admin.state)?;
+        for (deployment, bytes) in store.load()? {
+            let Some(tenant) = host.tenant(&deployment.tenant).cloned() else {
+                tracing::warn!(
+                    tenant = %deployment.tenant,
+                    app = %deployment.app,
+                    "not serving a deployed app: its tenant is not in the config"
+                );
+                continue;
+            };
+            let app = host
+                .loader()
+                .load(
+                    tenant,
+                    &deployment.app,
+                    &deployment.route,
+                    Source::Bytes(&bytes),
+                )
+                .with_context(|| {
+                    format!(
+                        "deployed app {}/{} (component {} in {})",
+                        deployment.tenant,
+                        deployment.app,
+                        deployment.digest,
+                        admin.state.display()
+                    )
+                })?;
+            tracing::info!(tenant = %deployment.tenant, app = %deployment.app, route = %deployment.route, "deployed app ready");
+            host.install(
+                (deployment.tenant.clone(), deployment.app.clone()),
+                Installed {
+                    app: Arc::new(app),
+                    origin: Origin::Deployed(deployment),
+                },
+            );
+        }
+        Ok(Admin {
+            tokens: Tokens::new(admin.operator_token, &host),
+            host,
+            store,
+            changes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// hyper's service function for the admin listener.
+    pub async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let reply = self
+            .route(request)
+            .await
+            .unwrap_or_else(ApiError::into_response);
+        tracing::info!(%method, path, status = reply.status().as_u16(), "admin request");
+        Ok(reply)
+    }
+
+    async fn route(&self, request: Request<Incoming>) -> Result<Reply, ApiError> {
+        let authorization = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let principal = self.tokens.identify(authorization).ok_or_else(|| {
+            error(
+                StatusCode::UNAUTHORIZED,
+                "a valid bearer token is required: `Authorization: Bearer TOKEN` with the \
+                 operator's or a tenant's admin token",
+            )
+        })?;
+        let segments: Vec<&str> = request.uri().path().trim_matches('/').split('/').collect();
+        match (request.method(), segments.as_slice()) {
+            (&Method::GET, ["v1", "apps"]) => Ok(self.list(&principal)),
+            (method, ["v1", "tenants", tenant, "apps", app]) => {
+                let key = (tenant.to_string(), app.to_string());
+                self.check_tenant(&principal, &key.0)?;
+                match *method {
+                    Method::GET => self.inspect(&key),
+                    Method::PUT => self.deploy(key, request).await,
+                    Method::DELETE => self.remove(&key).await,
+                    _ => Err(error(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "use GET, PUT or DELETE on an app",
+                    )),
+                }
+            }
+            _ => Err(error(
+                StatusCode::NOT_FOUND,
+                "no such admin endpoint: see GET /v1/apps, GET|PUT|DELETE /v1/tenants/T/apps/A",
+            )),
+        }
+    }
+
+    fn check_tenant(&self, principal: &Principal, tenant: &str) -> Result<(), ApiError> {
+        if !principal.may_manage(tenant) {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                &format!("this token may not manage tenant `{tenant}`"),
+            ));
+        }
+        if self.host.tenant(tenant).is_none() {
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                &format!("no tenant `{tenant}` in the config"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn list(&self, principal: &Principal) -> Response<Full<Bytes>> {
+        let apps: Vec<Value> = self
+            .host
+            .installed()
+            .iter()
+            .filter(|((tenant, _), _)| principal.may_manage(tenant))
+            .map(|(key, installed)| describe(key, installed))
+            .collect();
+        reply(StatusCode::OK, json!({ "apps": apps }))
+    }
+
+    fn inspect(&self, key: &AppKey) -> Result<Reply, ApiError> {
+        let (_, installed) = self
+            .host
+            .installed()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .ok_or_else(|| no_app(key))?;
+        let mut body = describe(key, &installed);
+        let component = installed.app.pre.instance_pre().component();
+        let ty = component.component_type();
+        let engine = &installed.app.engine;
+        body["imports"] = ty.imports(engine).map(|(name, _)| name).collect();
+        body["exports"] = ty.exports(engine).map(|(name, _)| name).collect();
+        Ok(reply(StatusCode::OK, body))
+    }
+
+    async fn deploy(&self, key: AppKey, request: Request<Incoming>) -> Result<Reply, ApiError> {
+        let (tenant, name) = &key;
+        config::check_name(name, "app")
+            .map_err(|e| error(StatusCode::BAD_REQUEST, &e.to_string()))?;
+        let route = query_param(request.uri().query(), "route")
+            .ok_or_else(|| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "say where to mount the app: ?route=/path",
+                )
+            })
+            .and_then(|r| {
+                config::normalize_route(&r)
+                    .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("route {r:?}: {e}")))
+            })?;
+        let bytes = Limited::new(request.into_body(), MAX_COMPONENT)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        &format!("components are limited to {MAX_COMPONENT} bytes"),
+                    )
+                } else {
+                    error(StatusCode::BAD_REQUEST, &format!("upload broke off: {e}"))
+                }
+            })?
+            .to_bytes();
+
+        let _change = self.changes.lock().await;
+        let installed = self.host.installed();
+        if let Some((_, existing)) = installed.iter().find(|(k, _)| *k == key)
+            && let Origin::Config(path) = &existing.origin
+        {
+            return Err(error(
+                StatusCode::CONFLICT,
+                &format!(
+                    "app `{name}` of tenant `{tenant}` comes from the config ({}): change the \
+                     config to replace it, or deploy under another name",
+                    path.display()
+                ),
+            ));
+        }
+        let runtime = self.host.tenant(tenant).expect("checked").clone();
+        if let Some(((other_tenant, other), _)) = installed.iter().find(|((t, a), i)| {
+            (t, a) != (tenant, name)
+                && i.app.route == route
+                && hosts_overlap(&i.app.tenant.hosts, &runtime.hosts)
+        }) {
+            return Err(error(
+                StatusCode::CONFLICT,
+                &format!(
+                    "route {route} is already served by app `{other}` of tenant `{other_tenant}`"
+                ),
+            ));
+        }
+
+        // Validate by loading: compiling takes a while for large components.
+        let host = self.host.clone();
+        let (app_name, app_route, wasm) = (name.clone(), route.clone(), bytes.clone());
+        let app = tokio::task::spawn_blocking(move || {
+            host.loader()
+                .load(runtime, &app_name, &app_route, Source::Bytes(&wasm))
+        })
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("{e:#}")))?;
+
+        let digest = self.store.put_blob(&bytes).map_err(internal)?;
+        let deployment = Deployment {
+            tenant: tenant.clone(),
+            app: name.clone(),
+            route,
+            digest,
+            size: bytes.len() as u64,
+            deployed_at: deployments::now(),
+        };
+        let mut set = deployed(&installed, Some(&key));
+        set.push(deployment.clone());
+        self.store.save(&set).map_err(internal)?;
+        let replaced = self.host.install(
+            key.clone(),
+            Installed {
+                app: Arc::new(app),
+                origin: Origin::Deployed(deployment),
+            },
+        );
+        tracing::info!(%tenant, app = %name, replaced = replaced.is_some(), "app deployed");
+        let (_, now) = self
+            .host
+            .installed()
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .expect("just installed");
+        let status = if replaced.is_some() {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
+        Ok(reply(status, describe(&key, &now)))
+    }
+
+    async fn remove(&self, key: &AppKey) -> Result<Reply, ApiError> {
+        let _change = self.changes.lock().await;
+        let installed = self.host.installed();
+        let (_, existing) = installed
+            .iter()
+            .find(|(k, _)| k == key)
+            .ok_or_else(|| no_app(key))?;
+        if let Origin::Config(path) = &existing.origin {
+            return Err(error(
+                StatusCode::CONFLICT,
+                &format!(
+                    "app `{}` comes from the config ({}): remove it there",
+                    key.1,
+                    path.display()
+                ),
+            ));
+        }
+        self.store
+            .save(&deployed(&installed, Some(key)))
+            .map_err(internal)?;
+        self.host.uninstall(key);
+        tracing::info!(tenant = %key.0, app = %key.1, "app removed");
+        Ok(Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(Full::default())
+            .expect("valid response"))
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+/// Why an admin request was refused: becomes `{"error": message}` with the status.
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn into_response(self) -> Reply {
+        let mut response = reply(self.status, json!({ "error": self.message }));
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
+        }
+        response
+    }
+}
+
+/// The deployed (not configured) apps, without `except`.
+fn deployed(installed: &[(AppKey, Installed)], except: Option<&AppKey>) -> Vec<Deployment> {
+    installed
+        .iter()
+        .filter(|(k, _)| Some(k) != except)
+        .filter_map(|(_, i)| match &i.origin {
+            Origin::Deployed(d) => Some(d.clone()),
+            Origin::Config(_) => None,
+        })
+        .collect()
+}
+
+/// Whether two tenants' host lists can route the same request (empty: any host).
+fn hosts_overlap(a: &[String], b: &[String]) -> bool {
+    (a.is_empty() && b.is_empty()) || a.iter().any(|h| b.contains(h))
+}
+
+fn describe((tenant, name): &AppKey, installed: &Installed) -> Value {
+    let mut app = json!({
+        "tenant": tenant,
+        "app": name,
+        "route": installed.app.route,
+        "hosts": installed.app.tenant.hosts,
+    });
+    match &installed.origin {
+        Origin::Config(path) => {
+            app["source"] = "config".into();
+            app["component"] = path.display().to_string().into();
+        }
+        Origin::Deployed(d) => {
+            app["source"] = "deployed".into();
+            app["digest"] = format!("sha256:{}", d.digest).into();
+            app["size"] = d.size.into();
+            app["deployed_at"] = d.deployed_at.clone().into();
+        }
+    }
+    app
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| percent_decode(value))
+    })
+}
+
+/// Decodes `%2F`-style escapes (routes are plain paths; `+` stays `+`).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], escaped) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn no_app((tenant, app): &AppKey) -> ApiError {
+    error(
+        StatusCode::NOT_FOUND,
+        &format!("tenant `{tenant}` has no app `{app}`"),
+    )
+}
+
+fn internal(e: anyhow::Error) -> ApiError {
+    tracing::error!("admin change failed: {e:#}");
+    error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"))
+}
+
+fn error(status: StatusCode, message: &str) -> ApiError {
+    ApiError {
+        status,
+        message: message.to_string(),
+    }
+}
+
+fn reply(status: StatusCode, body: Value) -> Reply {
+    let mut text = serde_json::to_vec_pretty(&body).expect("JSON values serialise");
+    text.push(b'\n');
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(text)))
+        .expect("valid response")
+}
