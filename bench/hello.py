@@ -57,11 +57,17 @@ def parse_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(port: int, connections: int, duration: int, pinned: bool) -> dict:
+def wrk_command(port: int, connections: int, duration: int, pinned: bool, host: str | None = None) -> list:
+    """wrk's command line; `host` sets the Host header (which chooses the tenant)."""
     cmd = ["wrk", f"-t{1 if pinned else 2}", f"-c{connections}", f"-d{duration}s", "--latency",
            f"http://127.0.0.1:{port}/"]
-    if pinned:
-        cmd = ["taskset", "-c", "1"] + cmd
+    if host:
+        cmd[1:1] = ["-H", f"Host: {host}"]
+    return ["taskset", "-c", "1"] + cmd if pinned else cmd
+
+
+def run_wrk(port: int, connections: int, duration: int, pinned: bool, host: str | None = None) -> dict:
+    cmd = wrk_command(port, connections, duration, pinned, host)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = parse_ms(re.search(r"\n\s+50%\s+(\S+)", out).group(1))

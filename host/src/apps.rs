@@ -9,6 +9,7 @@ use crate::capabilities::redis::RedisPool;
 use crate::capabilities::wasi::WasiGrants;
 use crate::code_cache::CodeCache;
 use crate::config::{self, Limits, OutboundRule};
+use crate::fair_share::CpuShare;
 use crate::pools::Pools;
 use crate::sandbox::SandboxState;
 use anyhow::{Context, Result};
@@ -30,6 +31,8 @@ pub struct TenantRuntime {
     pub limits: Limits,
     /// One permit per request in flight; requests that find none get 503.
     pub admission: Arc<Semaphore>,
+    /// This tenant's share of the worker threads (see `fair_share`).
+    pub cpu: CpuShare,
     pub outbound: Arc<[OutboundRule]>,
     /// The tenant's own pooled outbound HTTP client: no connection is shared between tenants.
     pub http_client: OutboundClient,
@@ -39,14 +42,18 @@ pub struct TenantRuntime {
     pub redis: Grants<Arc<RedisPool>>,
     pub postgres: Grants<Arc<PostgresPool>>,
     pub wasi: WasiGrants,
+    /// Variables and secrets, read by guests through `wasi:config/store`.
+    pub config: wasmtime_wasi_config::WasiConfigVariables,
 }
 
 impl TenantRuntime {
     /// `stores` are the host's open key-value stores, by name.
+    /// `cpu_slots`: see [`crate::fair_share::cpu_slots`].
     pub fn new(
         tenant: &config::Tenant,
         stores: &HashMap<String, Backend>,
         pools: &Pools,
+        cpu_slots: usize,
     ) -> Arc<TenantRuntime> {
         Arc::new(TenantRuntime {
             name: tenant.name.clone(),
@@ -54,6 +61,7 @@ impl TenantRuntime {
             admin_token: tenant.admin_token,
             limits: tenant.limits,
             admission: Arc::new(Semaphore::new(tenant.limits.concurrency as usize)),
+            cpu: CpuShare::new(cpu_slots),
             outbound: tenant.outbound.clone().into(),
             http_client: OutboundClient::new(),
             namespace: format!("tenant:{}", tenant.name).into(),
@@ -61,6 +69,7 @@ impl TenantRuntime {
             redis: Grants::new("Redis pool", "pools", &tenant.pools, pools.redis()),
             postgres: Grants::new("PostgreSQL pool", "pools", &tenant.pools, pools.postgres()),
             wasi: WasiGrants::from_tenant(tenant),
+            config: tenant.config_values.iter().cloned().collect(),
         })
     }
 }

@@ -314,6 +314,13 @@ pub struct GrantsSection {
     /// Redis and PostgreSQL pools (names from `[pools]`) guests may use.
     #[serde(default)]
     pub pools: Vec<String>,
+    /// Configuration values guests read through `wasi:config/store`.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    /// Secrets guests read through `wasi:config/store`, like variables: each names the host
+    /// environment variable its value is read from at startup, so the value is in no file.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// Built-in defaults, used where neither the tenant nor `[defaults.limits]` says otherwise.
@@ -382,6 +389,8 @@ pub struct Tenant {
     pub stores: Vec<String>,
     /// Names of the pools granted.
     pub pools: Vec<String>,
+    /// `wasi:config/store` values: variables and secrets together.
+    pub config_values: Vec<(String, String)>,
     pub apps: Vec<App>,
     /// The tenant's own admin token, if it has one.
     pub admin_token: Option<TokenHash>,
@@ -461,6 +470,8 @@ impl ConfigFile {
             };
             tenants.push(resolve_tenant(DEFAULT_TENANT, "", section, defaults, base)?);
         } else if !self.grants.outbound.is_empty()
+            || !self.grants.variables.is_empty()
+            || !self.grants.secrets.is_empty()
             || !self.grants.env.is_empty()
             || !self.grants.files.is_empty()
             || !self.grants.stores.is_empty()
@@ -593,6 +604,20 @@ fn resolve_tenant(
             key: app_key,
         });
     }
+    let mut config_values: Vec<(String, String)> =
+        section.grants.variables.clone().into_iter().collect();
+    for (name, from) in &section.grants.secrets {
+        if section.grants.variables.contains_key(name) {
+            bail!("key `{key}grants.secrets.{name}`: also a variable; one name, one value");
+        }
+        let value = std::env::var(from).map_err(|_| {
+            anyhow::anyhow!(
+                "key `{key}grants.secrets.{name}`: the host environment variable {from:?} is \
+                 not set (secrets are read from the environment at startup)"
+            )
+        })?;
+        config_values.push((name.clone(), value));
+    }
     let admin_token = section
         .admin_token_sha256
         .as_deref()
@@ -601,6 +626,7 @@ fn resolve_tenant(
         .with_context(|| format!("key `{key}admin_token_sha256`"))?;
     Ok(Tenant {
         admin_token,
+        config_values,
         name: name.to_string(),
         hosts,
         limits,

@@ -11,7 +11,8 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 /// How often the epoch advances. It is the granularity of deadlines and of the time slices
 /// after which a busy guest yields its thread to other requests.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// 1 ms: a busy guest of one tenant delays another tenant's request by at most about that.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Sizes the engine must accommodate, taken from the whole configuration.
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +75,7 @@ pub fn start_epoch_ticker(engine: &Engine) {
         .spawn(move || {
             while let Some(engine) = engine.upgrade() {
                 engine.increment_epoch();
+                crate::fair_share::tick();
                 drop(engine);
                 std::thread::sleep(EPOCH_TICK);
             }

@@ -4,6 +4,7 @@
 
 use crate::apps::{App, TenantRuntime};
 use crate::capabilities::outbound_http::OutboundHttp;
+use crate::fair_share::GuestShare;
 use hyper::body::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +27,8 @@ pub struct SandboxState {
     memory: MemoryLimit,
     deadline: Instant,
     timed_out: bool,
+    /// Its place in the tenant's share of the workers.
+    cpu_share: GuestShare,
 }
 
 impl SandboxState {
@@ -140,11 +143,12 @@ where
         },
         deadline,
         timed_out: false,
+        cpu_share: GuestShare::default(),
     };
     let mut store = Store::new(&app.engine, state);
     store.limiter(|state| &mut state.memory);
-    // Every epoch tick a running guest yields its thread (so one busy guest cannot hold a
-    // worker while others wait) and traps once its deadline has passed.
+    // Every epoch tick a running guest traps if its deadline has passed, else yields its
+    // thread (taking turns with its tenant's other busy guests: see `fair_share`).
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut ctx| {
         let state = ctx.data_mut();
@@ -152,7 +156,7 @@ where
             state.timed_out = true;
             return Ok(UpdateDeadline::Interrupt);
         }
-        Ok(UpdateDeadline::Yield(1))
+        Ok(state.app.tenant.cpu.on_tick(&mut state.cpu_share))
     });
 
     let (sender, receiver) = oneshot::channel();
@@ -165,6 +169,7 @@ where
         .map_err(host_failure)?;
 
     let guest = async move {
+        app.tenant.cpu.admit(&store.data().cpu_share).await;
         let call = async {
             let proxy = app.pre.instantiate_async(&mut store).await?;
             proxy

@@ -107,3 +107,14 @@ fn the_repository_config_checks_with_every_example_built() {
     let (status, stderr) = run_hostel(&["check", "--config", "hostel.toml"], &repo_root()).unwrap();
     assert!(status.success(), "{stderr}");
 }
+
+#[test]
+fn a_secret_from_an_unset_environment_variable_is_refused() {
+    let stderr = refused(
+        "[grants]\nsecrets = { api-key = \"HOSTEL_TEST_SURELY_UNSET\" }\n\
+         [apps.api]\nroute = \"/\"\ncomponent = \"api.wasm\"\n",
+        &[("api.wasm", &std::fs::read(guest("hello")).unwrap())],
+    );
+    assert!(stderr.contains("grants.secrets.api-key"), "{stderr}");
+    assert!(stderr.contains("HOSTEL_TEST_SURELY_UNSET"), "{stderr}");
+}

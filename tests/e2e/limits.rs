@@ -181,3 +181,50 @@ async fn no_free_sandbox_slot_gets_503_and_the_slot_comes_back() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_saturated_with_busy_loops_does_not_starve_another() {
+    let config = format!(
+        "[server]\ncode_cache = {cache}\n\
+         [tenants.a]\nhosts = [\"a.test\"]\nlimits = {{ timeout = \"4s\", concurrency = 8 }}\n\
+         apps.spin = {{ route = \"/\", component = {spin} }}\n\
+         [tenants.b]\nhosts = [\"b.test\"]\n\
+         apps.hello = {{ route = \"/\", component = {hello} }}\n",
+        cache = toml_path(&shared_code_cache()),
+        spin = toml_path(&guest("guest-spin")),
+        hello = toml_path(&guest("hello")),
+    );
+    let host = HostProcess::start(&config).unwrap();
+    let client = http1_client();
+    let as_tenant = |name: &str| {
+        http::Request::get(host.url("/x"))
+            .header("host", format!("{name}.test"))
+            .body(Default::default())
+            .unwrap()
+    };
+    // Tenant A: every request it may have in flight spins.
+    let spinners: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, request) = (client.clone(), as_tenant("a"));
+            tokio::spawn(async move { send(&client, request).await })
+        })
+        .collect();
+    assert!(host.wait_for_log("app=spin"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // A is over its own quota...
+    let reply = send(&client, as_tenant("a")).await.unwrap();
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(reply.request_id().is_some());
+    // ...while B is served all along.
+    for _ in 0..20 {
+        let reply = send(&client, as_tenant("b")).await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    assert!(
+        spinners.iter().all(|s| !s.is_finished()),
+        "B was served while A's loops were still running"
+    );
+    for spinner in spinners {
+        assert_eq!(spinner.await.unwrap().unwrap().status, 504);
+    }
+}

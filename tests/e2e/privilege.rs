@@ -14,6 +14,8 @@ async fn by_default_guests_see_no_env_files_or_outbound() {
     assert_eq!(env.text(), "", "no environment variables leak in");
     let files = get(&client, &host.url("/probe/files")).await.unwrap();
     assert_eq!(files.status, 403, "{}", files.text());
+    let config = get(&client, &host.url("/probe/config")).await.unwrap();
+    assert_eq!(config.text(), "\nnot-given: Ok(None)", "no config values");
 
     // Outbound to a real, listening server: still denied, quickly, with a clear error.
     let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -23,6 +25,42 @@ async fn by_default_guests_see_no_env_files_or_outbound() {
         .unwrap();
     assert_eq!(reply.text(), "error: ErrorCode::HttpRequestDenied");
     assert!(host.wait_for_log("outbound request denied"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_tenant_reads_its_own_variables_and_secrets() {
+    // A secret names a host environment variable; HOME is set wherever the tests run.
+    let home = std::env::var("HOME").unwrap();
+    let config = format!(
+        "[server]\ncode_cache = {cache}\n\
+         [tenants.a]\nhosts = [\"a.test\"]\n\
+         grants = {{ variables = {{ greeting = \"hi from a\" }}, secrets = {{ token = \"HOME\" }} }}\n\
+         apps.probe = {{ route = \"/\", component = {probe} }}\n\
+         [tenants.b]\nhosts = [\"b.test\"]\n\
+         grants = {{ variables = {{ greeting = \"hi from b\" }} }}\n\
+         apps.probe = {{ route = \"/\", component = {probe} }}\n",
+        cache = toml_path(&shared_code_cache()),
+        probe = toml_path(&guest("guest-probe")),
+    );
+    let host = HostProcess::start(&config).unwrap();
+    let client = http1_client();
+    let read = |tenant: &str| {
+        http::Request::get(host.url("/config"))
+            .header("host", format!("{tenant}.test"))
+            .body(Default::default())
+            .unwrap()
+    };
+    let a = send(&client, read("a")).await.unwrap().text();
+    assert_eq!(
+        a,
+        format!("greeting=hi from a\ntoken={home}\nnot-given: Ok(None)")
+    );
+    let b = send(&client, read("b")).await.unwrap().text();
+    assert_eq!(b, "greeting=hi from b\nnot-given: Ok(None)");
+    assert!(
+        !host.log().contains(&format!("token={home}")),
+        "secrets are not logged"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

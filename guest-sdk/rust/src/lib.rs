@@ -19,6 +19,7 @@
 
 extern crate self as hostel_guest;
 
+pub mod config;
 pub mod http;
 pub mod kv;
 pub mod outbound;

@@ -1,5 +1,5 @@
-//! Test guest: reports what the sandbox lets it reach — environment, files, outbound HTTP —
-//! and writes to stdout/stderr, for the least-privilege tests.
+//! Test guest: reports what the sandbox lets it reach — environment, files, config values,
+//! outbound HTTP — and writes to stdout/stderr, for the least-privilege tests.
 
 use hostel_guest::bindings::wasi::http::outgoing_handler;
 use hostel_guest::bindings::wasi::http::types::{Fields, OutgoingRequest, Scheme};
@@ -21,6 +21,15 @@ fn probe(req: Request) -> Response {
             eprintln!("probe says hello on stderr");
             Response::text(200, "logged")
         }
+        "config" => match hostel_guest::config::get_all() {
+            Ok(mut all) => {
+                all.sort();
+                let lines: Vec<String> = all.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let missing = hostel_guest::config::get("not-given");
+                Response::text(200, format!("{}\nnot-given: {missing:?}", lines.join("\n")))
+            }
+            Err(e) => Response::text(500, e),
+        },
         "outbound" => {
             let target = req.query().unwrap_or("127.0.0.1:9");
             Response::text(200, fetch(target))
