@@ -7,7 +7,10 @@
 from typing import Callable, List, Optional
 
 from componentize_py_types import Err
-from wit_world.imports import atomics, batch, store
+from wit_world.imports import atomics, batch
+
+# componentize-py names the module after the whole interface: wasi:config has a `store` too.
+from wit_world.imports import wasi_keyvalue_store as store
 
 from .errors import HostError, call
 
