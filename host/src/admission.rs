@@ -1,4 +1,5 @@
-//! Admission: whether a request may start (tenant concurrency) and how much body it may send.
+//! Admission: whether a request may start (tenant concurrency) and how much body it may send
+//! or receive.
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -8,24 +9,41 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use wasmtime_wasi_http::Error;
 
-/// A request body that stops with `HttpRequestBodySize` once more than `limit` bytes arrived,
-/// and records that it did so the host can answer 413 rather than whatever the guest makes of
-/// the error. Nothing beyond the limit is buffered.
+/// A body that stops with an error once more than `limit` bytes passed, and records that it
+/// did: for a request body (`HttpRequestBodySize`) so the host can answer 413 rather than
+/// whatever the guest makes of the error; for a response body (`HttpResponseBodySize`) the
+/// response is cut off. Nothing beyond the limit is buffered.
 pub struct LimitedBody<B> {
     inner: B,
     remaining: u64,
     limit: u64,
     exceeded: Arc<AtomicBool>,
+    too_large: fn(Option<u64>) -> Error,
 }
 
 impl<B> LimitedBody<B> {
+    /// A request body: at most `limit` bytes for the guest.
     pub fn new(inner: B, limit: u64) -> (LimitedBody<B>, Arc<AtomicBool>) {
+        Self::with_error(inner, limit, Error::HttpRequestBodySize)
+    }
+
+    /// A response body: at most `limit` bytes from the guest.
+    pub fn response(inner: B, limit: u64) -> LimitedBody<B> {
+        Self::with_error(inner, limit, Error::HttpResponseBodySize).0
+    }
+
+    fn with_error(
+        inner: B,
+        limit: u64,
+        too_large: fn(Option<u64>) -> Error,
+    ) -> (LimitedBody<B>, Arc<AtomicBool>) {
         let exceeded = Arc::new(AtomicBool::new(false));
         let body = LimitedBody {
             inner,
             remaining: limit,
             limit,
             exceeded: exceeded.clone(),
+            too_large,
         };
         (body, exceeded)
     }
@@ -51,9 +69,7 @@ where
                     if len > this.remaining {
                         this.exceeded.store(true, Ordering::Release);
                         this.remaining = 0;
-                        return Poll::Ready(Some(Err(Error::HttpRequestBodySize(Some(
-                            this.limit,
-                        )))));
+                        return Poll::Ready(Some(Err((this.too_large)(Some(this.limit)))));
                     }
                     this.remaining -= len;
                 }

@@ -267,6 +267,10 @@ pub struct LimitsSection {
     pub concurrency: Option<u32>,
     /// Largest request body accepted; larger gets 413.
     pub request_body: Option<ByteSize>,
+    /// Largest response body an app may send; a larger one is cut off (500 if declared).
+    pub response_body: Option<ByteSize>,
+    /// Outbound HTTP requests one request's guest may make; more fail with an error value.
+    pub outbound_calls: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -328,6 +332,8 @@ pub const DEFAULT_MEMORY: u64 = 64 << 20;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_CONCURRENCY: u32 = 256;
 pub const DEFAULT_REQUEST_BODY: u64 = 16 << 20;
+pub const DEFAULT_RESPONSE_BODY: u64 = 1 << 30;
+pub const DEFAULT_OUTBOUND_CALLS: u32 = 100;
 
 /// Effective limits of one tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,6 +342,8 @@ pub struct Limits {
     pub timeout: Duration,
     pub concurrency: u32,
     pub request_body: u64,
+    pub response_body: u64,
+    pub outbound_calls: u32,
 }
 
 /// Where an outbound grant lets guests go.
@@ -657,6 +665,14 @@ fn resolve_limits(tenant: &LimitsSection, defaults: &LimitsSection) -> Result<Li
             .request_body
             .or(defaults.request_body)
             .map_or(DEFAULT_REQUEST_BODY, |b| b.0),
+        response_body: tenant
+            .response_body
+            .or(defaults.response_body)
+            .map_or(DEFAULT_RESPONSE_BODY, |b| b.0),
+        outbound_calls: tenant
+            .outbound_calls
+            .or(defaults.outbound_calls)
+            .unwrap_or(DEFAULT_OUTBOUND_CALLS),
     };
     if limits.memory < 64 << 10 {
         bail!(

@@ -1,22 +1,24 @@
 //! Fair share of the worker threads between tenants.
 //!
 //! Every epoch tick (1 ms) a running guest yields its thread. A guest that ran wasm through
-//! two ticks in a row — not waiting on the host in between — is CPU-bound: it goes on only
-//! while it holds one of its tenant's CPU slots (all workers but one when the host serves
-//! several tenants) and gives the slot back every few slices, or when it next waits, to queue
-//! for it again, first come, first served. While a tenant has been CPU-bound lately, its new
-//! requests also queue for a slot before they start, instead of each taking a worker for a
-//! first slice. So a tenant running busy loops at full concurrency takes turns on its share of
-//! the workers, waiting off the run queue; other tenants' requests — and guests that mostly
-//! wait on Redis, PostgreSQL or HTTP — never queue for a slot.
+//! a whole tick since it last resumed — not waiting on the host in between — is CPU-bound: to
+//! go on it queues, first come, first served, for one of its tenant's CPU slots (all worker
+//! threads but one when the host serves several tenants). It keeps the slot through its own
+//! yields for a few slices, then queues again; the slot is given back whenever the guest
+//! stops to wait on the host, so a slot is never held across I/O. While a tenant has been CPU-bound in the last second, its
+//! new requests also queue for a slot before they start. So a tenant running busy loops at
+//! full concurrency takes turns on its share of the workers, waiting off the run queue; other
+//! tenants' requests — and guests that mostly wait on Redis, PostgreSQL or HTTP — never
+//! queue for a slot.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::UpdateDeadline;
 
-/// Time slices a CPU-bound guest runs on its slot before it queues again.
+/// Time slices a CPU-bound guest runs on its slot before it queues again. Handing the slot
+/// over wakes the next guest ahead of other tasks, so not at every slice.
 const SLICES_PER_TURN: u32 = 10;
 
 /// How long after its last overrun a tenant's new requests keep queueing for a slot.
@@ -43,11 +45,13 @@ pub struct CpuShare {
 /// The slot a guest holds, if any; shared with the futures that queue for one.
 pub type Slot = Arc<Mutex<Option<OwnedSemaphorePermit>>>;
 
-/// A guest's place in its tenant's share: the slot it holds and how long it has held it.
-#[derive(Default)]
+/// A guest's place in its tenant's share (clones share it).
+#[derive(Default, Clone)]
 pub struct GuestShare {
     slot: Slot,
     slices_on_slot: u32,
+    /// Set while the guest yields at a tick keeping its slot.
+    yielding: Arc<AtomicBool>,
     /// The tick at which it last resumed after yielding at a callback (0: never yielded).
     /// Time queued after its own yield is not waiting on the host.
     resumed_at: Arc<AtomicU64>,
@@ -71,7 +75,7 @@ impl CpuShare {
     /// Called before a request's guest starts: while the tenant has been CPU-bound lately,
     /// waits for a slot and gives it to the guest.
     pub async fn admit(&self, guest: &GuestShare) {
-        if now_ms() >= self.busy_until_ms.load(Ordering::Relaxed) {
+        if !self.busy() {
             return;
         }
         if let Ok(permit) = self.slots.clone().acquire_owned().await {
@@ -79,30 +83,52 @@ impl CpuShare {
         }
     }
 
+    /// Whether the tenant has been CPU-bound lately.
+    fn busy(&self) -> bool {
+        now_ms() < self.busy_until_ms.load(Ordering::Relaxed)
+    }
+
     /// What a guest does at an epoch tick (its deadline not yet passed).
     pub fn on_tick(&self, guest: &mut GuestShare) -> UpdateDeadline {
-        let resumed_at = guest.resumed_at.load(Ordering::Relaxed);
-        let ran_through = resumed_at != 0 && TICKS.load(Ordering::Relaxed) <= resumed_at + 1;
-        let held = guest.slot.lock().expect("cpu slot lock").is_some();
-        if !ran_through {
-            if resumed_at != 0 {
-                // It waited on the host since it last resumed: not CPU-bound, no slot needed.
-                guest.slices_on_slot = 0;
-                drop(guest.slot.lock().expect("cpu slot lock").take());
-            }
-            // Its first slice (on the slot it was admitted with, if any), or it waited.
-            return self.yield_now(guest);
+        let resumed_at = guest.resumed_at.clone();
+        let ran_through = {
+            let at = resumed_at.load(Ordering::Relaxed);
+            at != 0 && TICKS.load(Ordering::Relaxed) <= at + 1
+        };
+        if !ran_through && !self.busy() {
+            // Its first slice, or it waited on the host since it last resumed. tokio's yield
+            // rather than a bare re-wake: the I/O driver runs first, so requests that arrived
+            // meanwhile are seen even while busy guests fill every worker.
+            return UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move {
+                    tokio::task::yield_now().await;
+                    resumed_at.store(TICKS.load(Ordering::Relaxed).max(1), Ordering::Relaxed);
+                }),
+            );
         }
-        let remember = now_ms() + BUSY_MEMORY.as_millis() as u64;
-        self.busy_until_ms.fetch_max(remember, Ordering::Relaxed);
+        if ran_through {
+            let remember = now_ms() + BUSY_MEMORY.as_millis() as u64;
+            self.busy_until_ms.fetch_max(remember, Ordering::Relaxed);
+        }
+        // CPU-bound, or its tenant is: its next slice runs on a slot.
+        let held = guest.slot.lock().expect("cpu slot lock").is_some();
         if held && guest.slices_on_slot < SLICES_PER_TURN {
             guest.slices_on_slot += 1;
-            return self.yield_now(guest);
+            let yielding = guest.yielding.clone();
+            yielding.store(true, Ordering::Relaxed);
+            return UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move {
+                    tokio::task::yield_now().await;
+                    yielding.store(false, Ordering::Relaxed);
+                    resumed_at.store(TICKS.load(Ordering::Relaxed).max(1), Ordering::Relaxed);
+                }),
+            );
         }
         guest.slices_on_slot = 0;
         drop(guest.slot.lock().expect("cpu slot lock").take());
         let (slots, slot) = (self.slots.clone(), guest.slot.clone());
-        let resumed_at = guest.resumed_at.clone();
         UpdateDeadline::YieldCustom(
             1,
             Box::pin(async move {
@@ -113,18 +139,22 @@ impl CpuShare {
             }),
         )
     }
+}
 
-    /// tokio's yield, not a bare re-wake: the I/O driver runs first, so requests that
-    /// arrived meanwhile are seen even while busy guests fill every worker.
-    fn yield_now(&self, guest: &GuestShare) -> UpdateDeadline {
-        let resumed_at = guest.resumed_at.clone();
-        UpdateDeadline::YieldCustom(
-            1,
-            Box::pin(async move {
-                tokio::task::yield_now().await;
-                resumed_at.store(TICKS.load(Ordering::Relaxed).max(1), Ordering::Relaxed);
-            }),
-        )
+impl GuestShare {
+    /// Runs the guest's `call`, giving back its slot whenever the call stops to wait on the
+    /// host.
+    pub async fn run<F: Future>(&self, call: F) -> F::Output {
+        let (slot, yielding) = (self.slot.clone(), self.yielding.clone());
+        let mut call = std::pin::pin!(call);
+        std::future::poll_fn(move |cx| {
+            let poll = call.as_mut().poll(cx);
+            if poll.is_pending() && !yielding.load(Ordering::Relaxed) {
+                drop(slot.lock().expect("cpu slot lock").take());
+            }
+            poll
+        })
+        .await
     }
 }
 

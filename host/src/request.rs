@@ -122,9 +122,32 @@ async fn route_and_run(
         return too_large(limits.request_body, id);
     }
     match outcome {
-        Ok(response) => response,
+        Ok(response) => limit_response(response, limits.response_body, id),
         Err(failure) => failure_response(failure, &app.name, id),
     }
+}
+
+/// Holds the app's response to `limit` bytes: a larger declared length is refused before
+/// anything is sent; a streamed body is cut off where it crosses the limit.
+fn limit_response(
+    response: Response<HyperOutgoingBody>,
+    limit: u64,
+    id: RequestId,
+) -> Response<HyperOutgoingBody> {
+    let declared = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        tracing::warn!(limit, "the app's response body is over the tenant's limit");
+        return host_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("the app's response is larger than its limit of {limit} bytes"),
+            id,
+        );
+    }
+    response.map(|body| LimitedBody::response(body, limit).boxed_unsync())
 }
 
 fn failure_response(failure: Failure, app: &str, id: RequestId) -> Response<HyperOutgoingBody> {

@@ -136,7 +136,11 @@ where
         wasi,
         http: WasiHttpCtx::new(),
         table: ResourceTable::new(),
-        outbound: OutboundHttp::new(tenant.outbound.clone(), tenant.http_client.clone()),
+        outbound: OutboundHttp::new(
+            tenant.outbound.clone(),
+            tenant.http_client.clone(),
+            tenant.limits.outbound_calls,
+        ),
         memory: MemoryLimit {
             bytes: usize::try_from(tenant.limits.memory).unwrap_or(usize::MAX),
             exceeded: false,
@@ -169,7 +173,8 @@ where
         .map_err(host_failure)?;
 
     let guest = async move {
-        app.tenant.cpu.admit(&store.data().cpu_share).await;
+        let share = store.data().cpu_share.clone();
+        app.tenant.cpu.admit(&share).await;
         let call = async {
             let proxy = app.pre.instantiate_async(&mut store).await?;
             proxy
@@ -177,7 +182,7 @@ where
                 .call_handle(&mut store, req, out)
                 .await
         };
-        let result = tokio::time::timeout_at(deadline.into(), call).await;
+        let result = tokio::time::timeout_at(deadline.into(), share.run(call)).await;
         let failure = match result {
             Ok(Ok(())) => None,
             Err(_elapsed) => Some(Failure::Timeout(timeout)),

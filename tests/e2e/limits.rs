@@ -228,3 +228,46 @@ async fn a_tenant_saturated_with_busy_loops_does_not_starve_another() {
         assert_eq!(spinner.await.unwrap().unwrap().status, 504);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_over_the_tenant_limit_is_refused_or_cut_off() {
+    let config = format!(
+        "[server]\ncode_cache = {cache}\n[defaults.limits]\nresponse_body = 1000\n\
+         [apps.echo]\nroute = \"/echo\"\ncomponent = {echo}\n\
+         [apps.hello]\nroute = \"/\"\ncomponent = {hello}\n",
+        cache = toml_path(&shared_code_cache()),
+        echo = toml_path(&guest("guest-echo")),
+        hello = toml_path(&guest("hello")),
+    );
+    let host = HostProcess::start(&config).unwrap();
+    let client = http1_client();
+    // A short answer passes.
+    let reply = get(&client, &host.url("/hi")).await.unwrap();
+    assert_eq!(reply.status, 200);
+    // A declared length over the limit: the host answers instead, before any of it is sent.
+    let long_path = format!("/{}", "x".repeat(1200));
+    let reply = get(&client, &host.url(&long_path)).await.unwrap();
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert!(
+        reply.text().contains("larger than its limit of 1000 bytes"),
+        "{}",
+        reply.text()
+    );
+    assert!(reply.request_id().is_some());
+    // A streamed answer is cut off where it crosses the limit, never completed.
+    let response = streaming_client()
+        .request(
+            http::Request::post(host.url("/echo"))
+                .body(RepeatBody::new(bytes::Bytes::from(vec![b'y'; 1000]), 5))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let echoed = http_body_util::BodyExt::collect(response.into_body()).await;
+    assert!(
+        echoed.is_err() || echoed.unwrap().to_bytes().len() <= 1000,
+        "no more than the limit is ever sent"
+    );
+    // The host keeps serving.
+    assert_eq!(get(&client, &host.url("/hi")).await.unwrap().status, 200);
+}

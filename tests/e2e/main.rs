@@ -7,6 +7,7 @@ mod compat;
 mod config_errors;
 mod conformance;
 mod guest_tools;
+mod isolation;
 mod keyvalue;
 mod lifecycle;
 mod limits;

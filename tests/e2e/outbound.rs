@@ -106,3 +106,30 @@ async fn a_thousand_fan_outs_reuse_the_pools_connections() {
         upstream.accepted()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_calls_beyond_the_per_request_quota_fail_as_values() {
+    let upstream = Upstream::start(Duration::ZERO).await;
+    let config = aggregator_config(upstream.addr).replace(
+        "[grants]",
+        "[defaults.limits]\noutbound_calls = 3\n[grants]",
+    );
+    let host = HostProcess::start(&config).unwrap();
+    let client = http1_client();
+    // Twice: the quota is per request, not per tenant.
+    for _ in 0..2 {
+        let reply = get(&client, &host.url("/")).await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let answer: serde_json::Value = serde_json::from_str(&reply.text()).unwrap();
+        let parts = answer.as_array().unwrap();
+        let served = parts.iter().filter(|p| p["status"] == 200).count();
+        let refused: Vec<_> = parts.iter().filter_map(|p| p["error"].as_str()).collect();
+        assert_eq!((served, refused.len()), (3, 2), "{answer}");
+        assert!(
+            refused
+                .iter()
+                .all(|e| e.contains("outbound-call quota exceeded")),
+            "{refused:?}"
+        );
+    }
+}

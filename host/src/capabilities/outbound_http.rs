@@ -61,15 +61,23 @@ impl Default for OutboundClient {
     }
 }
 
-/// The per-request hooks: the tenant's grants and its client.
+/// The per-request hooks: the tenant's grants, its client and what is left of the request's
+/// outbound-call quota.
 pub struct OutboundHttp {
     rules: Arc<[OutboundRule]>,
     client: OutboundClient,
+    calls_left: u32,
+    quota: u32,
 }
 
 impl OutboundHttp {
-    pub fn new(rules: Arc<[OutboundRule]>, client: OutboundClient) -> OutboundHttp {
-        OutboundHttp { rules, client }
+    pub fn new(rules: Arc<[OutboundRule]>, client: OutboundClient, quota: u32) -> OutboundHttp {
+        OutboundHttp {
+            rules,
+            client,
+            calls_left: quota,
+            quota,
+        }
     }
 
     fn allows(&self, uri: &http::Uri) -> bool {
@@ -101,6 +109,16 @@ impl WasiHttpHooks for OutboundHttp {
             tracing::warn!(uri = %request.uri(), "outbound request denied: host not granted to this tenant");
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
+        let Some(left) = self.calls_left.checked_sub(1) else {
+            let quota = self.quota;
+            tracing::warn!(uri = %request.uri(), quota, "outbound request refused: the request's outbound-call quota is used up");
+            return Box::new(async move {
+                Err(Error::InternalError(Some(format!(
+                    "outbound-call quota exceeded: at most {quota} per request (limits.outbound_calls)"
+                ))))
+            });
+        };
+        self.calls_left = left;
         let client = self.client.client.clone();
         let options = options.unwrap_or_default();
         let connect = options.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);

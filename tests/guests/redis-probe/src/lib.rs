@@ -19,6 +19,7 @@ fn probe(req: Request) -> Response {
         "pipeline" => pipeline(&redis),
         "watch" => watch(&redis),
         "hold" => hold(&redis, req.query().unwrap_or("")),
+        "raw" => raw(&redis, req.header("x-command").unwrap_or("")),
         _ => return Response::text(404, "no such probe\n"),
     };
     match outcome {
@@ -96,6 +97,17 @@ fn typed(r: &Redis) -> Result<String, Error> {
 }
 
 /// The generic command call: allowed commands are namespaced, others refused.
+/// Runs the command in the `x-command` header (words separated by spaces) through the
+/// generic call, as a hostile guest would, and answers the reply.
+fn raw(r: &Redis, command: &str) -> Result<String, Error> {
+    let mut words = command.split(' ');
+    let mut command = cmd(words.next().unwrap_or(""));
+    for word in words {
+        command = command.arg(word);
+    }
+    Ok(format!("{:?}\n", r.execute(command)?))
+}
+
 fn execute(r: &Redis) -> Result<String, Error> {
     let mut out = String::new();
     r.execute(cmd("DEL").arg("board"))?;
