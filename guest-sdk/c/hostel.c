@@ -410,6 +410,34 @@ void exports_wasi_http_incoming_handler_handle(
     wasi_http_types_incoming_request_drop_own(request);
 }
 
+/* ---- variables and secrets ------------------------------------------------------------ */
+
+bool hostel_config_get(const char *key, hostel_bytes *value, bool *found, hostel_error *err) {
+    handler_string_t k = str(key);
+    handler_option_string_t got;
+    wasi_config_store_error_t e;
+    if (!wasi_config_store_get(&k, &got, &e)) {
+        /* Both cases carry a message at the same place. */
+        fail(err, HOSTEL_ERR_OTHER, e.val.upstream.ptr, e.val.upstream.len);
+        wasi_config_store_error_free(&e);
+        return false;
+    }
+    *found = got.is_some;
+    if (got.is_some) *value = own_bytes(got.val.ptr, got.val.len);
+    return true;
+}
+
+int64_t hostel_config_int(const char *key, int64_t fallback) {
+    hostel_bytes value;
+    bool found;
+    if (!hostel_config_get(key, &value, &found, NULL) || !found) return fallback;
+    char *end;
+    long long number = strtoll((const char *)value.ptr, &end, 10);
+    bool whole = end != (const char *)value.ptr && *end == 0;
+    hostel_bytes_free(&value);
+    return whole ? number : fallback;
+}
+
 /* ---- key-value ------------------------------------------------------------------------ */
 
 bool hostel_kv_open(const char *store, hostel_kv *kv, hostel_error *err) {

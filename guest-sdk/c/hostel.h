@@ -131,6 +131,14 @@ hostel_response hostel_handle(const hostel_request *req);
 #define HOSTEL_HANDLER(fn)                                                                   \
     hostel_response hostel_handle(const hostel_request *req) { return fn(req); }
 
+/* ---- variables and secrets (wasi:config/store) -------------------------------------- */
+
+/* The tenant's variable or secret `key` (`grants.variables`, `grants.secrets`): `*found` says
+ * whether it was given; `value` is filled only when it was. */
+bool hostel_config_get(const char *key, hostel_bytes *value, bool *found, hostel_error *err);
+/* The variable `key` as an integer, or `fallback` when it is missing or not a number. */
+int64_t hostel_config_int(const char *key, int64_t fallback);
+
 /* ---- key-value stores (wasi:keyvalue) ----------------------------------------------- */
 
 typedef struct hostel_kv {

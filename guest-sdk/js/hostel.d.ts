@@ -11,6 +11,7 @@ export type HostErrorKind =
   | import("wasi:keyvalue/store@0.2.0-draft2").Error["tag"]
   | import("hostel:host/redis@0.1.0").Error["tag"]
   | import("hostel:host/postgres@0.1.0").Error["tag"]
+  | import("wasi:config/store@0.2.0-rc.1").Error["tag"]
   | "store-error";
 
 /** A failed host call: `kind` is the WIT error case (`unavailable`, `not-granted`, ...). */
@@ -31,6 +32,13 @@ export function text(status: number, body: string): Response;
 export function json(status: number, value: unknown): Response;
 
 export type Bytes = Uint8Array | string;
+}
+
+declare module "hostel/config" {
+/** A variable or secret the tenant was given (`grants.variables`, `grants.secrets`), or undefined. */
+export function config(key: string): string | undefined;
+/** Every key and value the tenant was given. */
+export function configAll(): Record<string, string>;
 }
 
 declare module "hostel/env" {

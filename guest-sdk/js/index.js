@@ -6,8 +6,9 @@
 // The handler is a fetch-style function: a standard Request in, a Response (or a promise of
 // one) out. Outbound calls use the standard global `fetch`, which goes through the tenant's
 // pooled client. The host's stores and pools are plain calls from "hostel/kv" (`Bucket`),
-// "hostel/redis" (`Redis`) and "hostel/pg" (`Postgres`), granted variables from "hostel/env"
-// (`env`); a guest imports only the interfaces
+// "hostel/redis" (`Redis`) and "hostel/pg" (`Postgres`), the tenant's variables and secrets
+// from "hostel/config" (`config`), granted environment variables from "hostel/env" (`env`); a
+// guest imports only the interfaces
 // it uses, so one that needs none runs on any wasi:http host. Host failures are thrown as
 // `HostError`s.
 

@@ -1,6 +1,6 @@
 //! One conformance suite for every guest language: the same requests against each
-//! language's examples (`hello`, a key-value `counter`, a Redis `redis-counter`, an outbound
-//! `aggregator`), the same expected answers. Adding a language means adding it to
+//! language's examples (`hello`, a key-value `counter` and a Redis `redis-counter` that count
+//! by a `wasi:config` variable, an outbound `aggregator`), the same expected answers. Adding a language means adding it to
 //! [`LANGUAGES`] and building its examples; a missing example fails the suite.
 
 use hostel_tests::*;
@@ -42,6 +42,7 @@ impl Suite {
              [grants]\nstores = [\"default\"]\npools = [\"cache\"]\n\
              outbound = [\"http://{server}\"]\n\
              env = {{ UPSTREAMS = \"http://{server}/a,http://{server}/b,http://{server}/c\" }}\n\
+             variables = {{ step = \"2\" }}\n\
              {apps}",
             cache = toml_path(&shared_code_cache()),
             redis = redis.url(),
@@ -93,19 +94,20 @@ async fn every_language_answers_alike() {
         );
         assert!(reply.request_id().is_some(), "{language}");
 
-        // The key-value counter and the Redis counter behave the same.
+        // The key-value counter and the Redis counter behave the same, counting by the
+        // tenant's `step` variable (2), which each language reads through wasi:config.
         for app in ["counter", "redis-counter"] {
             let at = format!("/{app}/x");
             for n in 1..=3 {
                 suite
-                    .expect(language, "GET", &at, 200, &format!("{n}\n"))
+                    .expect(language, "GET", &at, 200, &format!("{}\n", 2 * n))
                     .await;
             }
             suite
-                .expect(language, "GET", &format!("{at}?peek"), 200, "3\n")
+                .expect(language, "GET", &format!("{at}?peek"), 200, "6\n")
                 .await;
             suite.expect(language, "DELETE", &at, 200, "0\n").await;
-            suite.expect(language, "GET", &at, 200, "1\n").await;
+            suite.expect(language, "GET", &at, 200, "2\n").await;
             suite
                 .expect(language, "POST", &at, 405, "use GET or DELETE\n")
                 .await;

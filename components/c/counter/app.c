@@ -1,6 +1,6 @@
-/* A visit counter on the host's key-value store: every GET adds one to the count of its path
- * and answers the new count; `?peek` answers without counting; DELETE resets. The same
- * behaviour as components/counter. */
+/* A visit counter on the host's key-value store: every GET adds `step` (the tenant's `step`
+ * variable, default 1) to the count of its path and answers the new count; `?peek` answers
+ * without counting; DELETE resets. The same behaviour as components/counter. */
 #include <stdio.h>
 #include <string.h>
 
@@ -22,7 +22,7 @@ static hostel_response counter(const hostel_request *req) {
         ok = hostel_kv_get(kv, key, &value, &found, &err);
         if (ok && found) sscanf((const char *)value.ptr, "%lld", (long long *)&count);
     } else if (strcmp(req->method, "GET") == 0) {
-        ok = hostel_kv_increment(kv, key, 1, &count, &err);
+        ok = hostel_kv_increment(kv, key, hostel_config_int("step", 1), &count, &err);
     } else if (strcmp(req->method, "DELETE") == 0) {
         ok = hostel_kv_delete(kv, key, &err);
     } else {

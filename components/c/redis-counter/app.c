@@ -1,7 +1,7 @@
-/* A hit counter on the host's Redis pool `cache`: every GET adds one to the count of its path
- * (INCR on the pool's shared connection) and answers the new count; `?peek` answers without
- * counting; DELETE resets. A Redis failure is a 503 that says so, not a crash. The same
- * behaviour as components/redis-counter. */
+/* A hit counter on the host's Redis pool `cache`: every GET adds `step` (the tenant's `step`
+ * variable, default 1) to the count of its path (INCR on the pool's shared connection) and
+ * answers the new count; `?peek` answers without counting; DELETE resets. A Redis failure is a
+ * 503 that says so, not a crash. The same behaviour as components/redis-counter. */
 #include <stdio.h>
 #include <string.h>
 
@@ -25,7 +25,7 @@ static hostel_response redis_counter(const hostel_request *req) {
         ok = hostel_redis_get(redis, key, &value, &found, &err);
         if (ok && found) sscanf((const char *)value.ptr, "%lld", (long long *)&count);
     } else if (ok && get) {
-        ok = hostel_redis_incr(redis, key, 1, &count, &err);
+        ok = hostel_redis_incr(redis, key, hostel_config_int("step", 1), &count, &err);
     } else if (ok) {
         ok = hostel_redis_del(redis, key, NULL, &err);
     }

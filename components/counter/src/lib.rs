@@ -1,5 +1,6 @@
-//! A visit counter on the host's key-value store: every GET adds one to the count of its path
-//! and answers the new count; `?peek` answers without counting; DELETE resets.
+//! A visit counter on the host's key-value store: every GET adds `step` (the tenant's `step`
+//! variable, default 1) to the count of its path and answers the new count; `?peek` answers
+//! without counting; DELETE resets.
 
 use hostel_guest::kv::Bucket;
 use hostel_guest::{Request, Response};
@@ -10,12 +11,14 @@ fn counter(req: Request) -> Response {
         Err(e) => return Response::text(500, format!("cannot open the store: {e:?}\n")),
     };
     let key = format!("visits:{}", req.path());
+    // The tenant's `step` variable (wasi:config), 1 without one.
+    let step = hostel_guest::config::get_parsed("step").unwrap_or(1);
     let result = match (req.method(), req.query()) {
         ("GET", Some("peek")) => bucket.get(&key).map(|v| {
             v.and_then(|bytes| String::from_utf8(bytes).ok())
                 .unwrap_or_else(|| "0".into())
         }),
-        ("GET", _) => bucket.increment(&key, 1).map(|n| n.to_string()),
+        ("GET", _) => bucket.increment(&key, step).map(|n| n.to_string()),
         ("DELETE", _) => bucket.delete(&key).map(|()| "0".into()),
         _ => return Response::text(405, "use GET or DELETE\n"),
     };

@@ -1,7 +1,8 @@
 // A visit counter on the host's key-value store, in JavaScript: the same behaviour as
-// components/counter. GET adds one to the count of its path and answers it; `?peek` answers
-// without counting; DELETE resets.
+// components/counter. GET adds `step` (the tenant's `step` variable, default 1) to the count of
+// its path and answers it; `?peek` answers without counting; DELETE resets.
 import { HostError, serve, text } from "hostel";
+import { config } from "hostel/config";
 import { Bucket } from "hostel/kv";
 
 serve((request) => {
@@ -18,7 +19,7 @@ serve((request) => {
       return text(200, `${bucket.getText(key) ?? "0"}\n`);
     }
     if (request.method === "GET") {
-      return text(200, `${bucket.increment(key, 1)}\n`);
+      return text(200, `${bucket.increment(key, Number(config("step") ?? 1))}\n`);
     }
     if (request.method === "DELETE") {
       bucket.delete(key);

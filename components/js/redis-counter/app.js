@@ -1,7 +1,9 @@
 // A hit counter on the host's Redis pool `cache`, in JavaScript: the same behaviour as
-// components/redis-counter. GET adds one to the count of its path; `?peek` answers without
-// counting; DELETE resets; Redis unavailable is a 503.
+// components/redis-counter. GET adds `step` (the tenant's `step` variable, default 1) to the
+// count of its path; `?peek` answers without counting; DELETE resets; Redis unavailable is a
+// 503.
 import { HostError, serve, text } from "hostel";
+import { config } from "hostel/config";
 import { Redis } from "hostel/redis";
 
 serve((request) => {
@@ -13,7 +15,7 @@ serve((request) => {
       return text(200, `${redis.get(key) ?? "0"}\n`);
     }
     if (request.method === "GET") {
-      return text(200, `${redis.incr(key, 1)}\n`);
+      return text(200, `${redis.incr(key, Number(config("step") ?? 1))}\n`);
     }
     if (request.method === "DELETE") {
       redis.del(key);

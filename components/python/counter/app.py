@@ -1,8 +1,10 @@
 """A visit counter on the host's key-value store, in Python: the same behaviour as
-components/counter. GET adds one to the count of its path and answers it; `?peek` answers
+components/counter. GET adds `step` (the tenant's `step` variable, default 1) to the count of
+its path and answers it; `?peek` answers
 without counting; DELETE resets."""
 
 import hostel
+from hostel import config
 from hostel.kv import Bucket
 
 
@@ -16,7 +18,7 @@ def counter(req: hostel.Request) -> hostel.Response:
         if req.method == "GET" and req.query == "peek":
             count = (bucket.get(key) or b"0").decode()
         elif req.method == "GET":
-            count = str(bucket.increment(key, 1))
+            count = str(bucket.increment(key, int(config.get("step") or 1)))
         elif req.method == "DELETE":
             bucket.delete(key)
             count = "0"

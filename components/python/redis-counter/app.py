@@ -1,8 +1,10 @@
 """A hit counter on the host's Redis pool `cache`, in Python: the same behaviour as
-components/redis-counter. GET adds one to the count of its path; `?peek` answers without
+components/redis-counter. GET adds `step` (the tenant's `step` variable, default 1) to the
+count of its path; `?peek` answers without
 counting; DELETE resets; Redis unavailable is a 503."""
 
 import hostel
+from hostel import config
 from hostel.redis import Redis
 
 
@@ -13,7 +15,7 @@ def redis_counter(req: hostel.Request) -> hostel.Response:
         if req.method == "GET" and req.query == "peek":
             count = (redis.get(key) or b"0").decode()
         elif req.method == "GET":
-            count = str(redis.incr(key, 1))
+            count = str(redis.incr(key, int(config.get("step") or 1)))
         elif req.method == "DELETE":
             redis.delete(key)
             count = "0"

@@ -1,5 +1,6 @@
-//! A hit counter on the host's Redis pool `cache`: every GET adds one to the count of its path
-//! (INCR on the pool's shared connection) and answers the new count; `?peek` answers without
+//! A hit counter on the host's Redis pool `cache`: every GET adds `step` (the tenant's `step`
+//! variable, default 1) to the count of its path (INCRBY on the pool's shared connection) and
+//! answers the new count; `?peek` answers without
 //! counting; DELETE resets. A Redis failure is a 503 that says so, not a crash.
 
 use hostel_guest::redis::{Error, Redis};
@@ -7,11 +8,13 @@ use hostel_guest::{Request, Response};
 
 fn redis_counter(req: Request) -> Response {
     let key = format!("hits:{}", req.path());
+    // The tenant's `step` variable (wasi:config), 1 without one.
+    let step = hostel_guest::config::get_parsed("step").unwrap_or(1);
     let outcome = Redis::open("cache").and_then(|redis| match (req.method(), req.query()) {
         ("GET", Some("peek")) => redis
             .get_string(&key)
             .map(|v| Some(v.unwrap_or_else(|| "0".into()))),
-        ("GET", _) => redis.incr(&key, 1).map(|n| Some(n.to_string())),
+        ("GET", _) => redis.incr(&key, step).map(|n| Some(n.to_string())),
         ("DELETE", _) => redis.del(&[&key]).map(|_| Some("0".into())),
         _ => Ok(None),
     });

@@ -8,8 +8,9 @@
     IncomingHandler = hostel.handler(hello)
 
 The host lends its pools through the submodules: `hostel.kv` (the standard wasi:keyvalue),
-`hostel.redis`, `hostel.pg` and `hostel.fetch` (outbound HTTP through the tenant's pooled
-client). Every host call is synchronous: a sandbox lives for one request.
+`hostel.redis`, `hostel.pg`, `hostel.fetch` (outbound HTTP through the tenant's pooled
+client) and `hostel.config` (the tenant's variables and secrets). Every host call is
+synchronous: a sandbox lives for one request.
 """
 
 from .errors import HostError

@@ -13,6 +13,11 @@ pub fn get(key: &str) -> Result<Option<String>, String> {
     store::get(key).map_err(describe)
 }
 
+/// The value of `key` parsed as a `T`, or `None` when it is missing or does not parse.
+pub fn get_parsed<T: std::str::FromStr>(key: &str) -> Option<T> {
+    get(key).ok().flatten()?.trim().parse().ok()
+}
+
 /// Every key and value the tenant was given.
 pub fn get_all() -> Result<Vec<(String, String)>, String> {
     store::get_all().map_err(describe)
