@@ -174,7 +174,6 @@ where
 
     let guest = async move {
         let share = store.data().cpu_share.clone();
-        app.tenant.cpu.admit(&share).await;
         let call = async {
             let proxy = app.pre.instantiate_async(&mut store).await?;
             proxy
@@ -182,7 +181,12 @@ where
                 .call_handle(&mut store, req, out)
                 .await
         };
-        let result = tokio::time::timeout_at(deadline.into(), share.run(call)).await;
+        // Waiting for a CPU slot counts against the deadline like everything else.
+        let admitted_call = async {
+            app.tenant.cpu.admit(&share).await;
+            share.run(call).await
+        };
+        let result = tokio::time::timeout_at(deadline.into(), admitted_call).await;
         let failure = match result {
             Ok(Ok(())) => None,
             Err(_elapsed) => Some(Failure::Timeout(timeout)),
