@@ -5,11 +5,11 @@
 //! go on it queues, first come, first served, for one of its tenant's CPU slots (all worker
 //! threads but one when the host serves several tenants). It keeps the slot through its own
 //! yields for a few slices, then queues again; the slot is given back whenever the guest
-//! stops to wait on the host, so a slot is never held across I/O. While a tenant has been CPU-bound in the last second, its
-//! new requests also queue for a slot before they start. So a tenant running busy loops at
-//! full concurrency takes turns on its share of the workers, waiting off the run queue; other
-//! tenants' requests — and guests that mostly wait on Redis, PostgreSQL or HTTP — never
-//! queue for a slot.
+//! stops to wait on the host, so a slot is never held across I/O. While a tenant has been
+//! CPU-bound in the last second, all its guests, new requests included, run on slots. So a
+//! tenant running busy loops at full concurrency takes turns on its share of the workers,
+//! waiting off the run queue; other tenants' requests — and guests that mostly wait on Redis,
+//! PostgreSQL or HTTP — never queue for a slot.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -38,12 +38,12 @@ pub fn cpu_slots(tenants: usize) -> usize {
 /// One tenant's share of the workers.
 pub struct CpuShare {
     slots: Arc<Semaphore>,
-    /// Until when (ms since `origin()`) the tenant counts as CPU-bound.
+    /// Until when (ms since the first use of `now_ms`) the tenant counts as CPU-bound.
     busy_until_ms: AtomicU64,
 }
 
 /// The slot a guest holds, if any; shared with the futures that queue for one.
-pub type Slot = Arc<Mutex<Option<OwnedSemaphorePermit>>>;
+type Slot = Arc<Mutex<Option<OwnedSemaphorePermit>>>;
 
 /// A guest's place in its tenant's share (clones share it).
 #[derive(Default, Clone)]
@@ -96,16 +96,8 @@ impl CpuShare {
             at != 0 && TICKS.load(Ordering::Relaxed) <= at + 1
         };
         if !ran_through && !self.busy() {
-            // Its first slice, or it waited on the host since it last resumed. tokio's yield
-            // rather than a bare re-wake: the I/O driver runs first, so requests that arrived
-            // meanwhile are seen even while busy guests fill every worker.
-            return UpdateDeadline::YieldCustom(
-                1,
-                Box::pin(async move {
-                    tokio::task::yield_now().await;
-                    resumed_at.store(TICKS.load(Ordering::Relaxed).max(1), Ordering::Relaxed);
-                }),
-            );
+            // Its first slice, or it waited on the host since it last resumed.
+            return yield_turn(guest, false);
         }
         if ran_through {
             let remember = now_ms() + BUSY_MEMORY.as_millis() as u64;
@@ -115,16 +107,7 @@ impl CpuShare {
         let held = guest.slot.lock().expect("cpu slot lock").is_some();
         if held && guest.slices_on_slot < SLICES_PER_TURN {
             guest.slices_on_slot += 1;
-            let yielding = guest.yielding.clone();
-            yielding.store(true, Ordering::Relaxed);
-            return UpdateDeadline::YieldCustom(
-                1,
-                Box::pin(async move {
-                    tokio::task::yield_now().await;
-                    yielding.store(false, Ordering::Relaxed);
-                    resumed_at.store(TICKS.load(Ordering::Relaxed).max(1), Ordering::Relaxed);
-                }),
-            );
+            return yield_turn(guest, true);
         }
         guest.slices_on_slot = 0;
         drop(guest.slot.lock().expect("cpu slot lock").take());
@@ -156,6 +139,22 @@ impl GuestShare {
         })
         .await
     }
+}
+
+/// Yields the thread with tokio's yield rather than a bare re-wake — the I/O driver runs
+/// first, so requests that arrived meanwhile are seen even while busy guests fill every
+/// worker — keeping the guest's slot if `keep_slot`.
+fn yield_turn(guest: &GuestShare, keep_slot: bool) -> UpdateDeadline {
+    let (yielding, resumed_at) = (guest.yielding.clone(), guest.resumed_at.clone());
+    yielding.store(keep_slot, Ordering::Relaxed);
+    UpdateDeadline::YieldCustom(
+        1,
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            yielding.store(false, Ordering::Relaxed);
+            resumed_at.store(TICKS.load(Ordering::Relaxed).max(1), Ordering::Relaxed);
+        }),
+    )
 }
 
 fn now_ms() -> u64 {

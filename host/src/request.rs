@@ -101,11 +101,7 @@ async fn route_and_run(
             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
     };
-    let declared = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(request.headers());
     if declared.is_some_and(|len| len > limits.request_body) {
         return too_large(limits.request_body, id);
     }
@@ -127,6 +123,14 @@ async fn route_and_run(
     }
 }
 
+/// The body length a message declares (`content-length`), if it declares one.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Holds the app's response to `limit` bytes: a larger declared length is refused before
 /// anything is sent; a streamed body is cut off where it crosses the limit.
 fn limit_response(
@@ -134,12 +138,7 @@ fn limit_response(
     limit: u64,
     id: RequestId,
 ) -> Response<HyperOutgoingBody> {
-    let declared = response
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) {
+    if declared_length(response.headers()).is_some_and(|len| len > limit) {
         tracing::warn!(limit, "the app's response body is over the tenant's limit");
         return host_error(
             StatusCode::INTERNAL_SERVER_ERROR,
