@@ -31,7 +31,7 @@ pub struct TenantRuntime {
     pub limits: Limits,
     /// One permit per request in flight; requests that find none get 503.
     pub admission: Arc<Semaphore>,
-    /// This tenant's share of the worker threads (see `fair_share`).
+    /// This tenant's share of the CPU (see `fair_share`).
     pub cpu: CpuShare,
     pub outbound: Arc<[OutboundRule]>,
     /// The tenant's own pooled outbound HTTP client: no connection is shared between tenants.
@@ -48,12 +48,10 @@ pub struct TenantRuntime {
 
 impl TenantRuntime {
     /// `stores` are the host's open key-value stores, by name.
-    /// `cpu_slots`: see [`crate::fair_share::cpu_slots`].
     pub fn new(
         tenant: &config::Tenant,
         stores: &HashMap<String, Backend>,
         pools: &Pools,
-        cpu_slots: usize,
     ) -> Arc<TenantRuntime> {
         Arc::new(TenantRuntime {
             name: tenant.name.clone(),
@@ -61,7 +59,7 @@ impl TenantRuntime {
             admin_token: tenant.admin_token,
             limits: tenant.limits,
             admission: Arc::new(Semaphore::new(tenant.limits.concurrency as usize)),
-            cpu: CpuShare::new(cpu_slots),
+            cpu: CpuShare::default(),
             outbound: tenant.outbound.clone().into(),
             http_client: OutboundClient::new(),
             namespace: format!("tenant:{}", tenant.name).into(),

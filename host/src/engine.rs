@@ -75,7 +75,6 @@ pub fn start_epoch_ticker(engine: &Engine) {
         .spawn(move || {
             while let Some(engine) = engine.upgrade() {
                 engine.increment_epoch();
-                crate::fair_share::tick();
                 drop(engine);
                 std::thread::sleep(EPOCH_TICK);
             }

@@ -1,20 +1,31 @@
-//! Fair share of the worker threads between tenants.
+//! Fair share of the CPU between tenants.
 //!
-//! Every epoch tick (1 ms) a running guest yields its thread. A guest that ran wasm through
-//! a whole tick since it last resumed — not waiting on the host in between — is CPU-bound: to
-//! go on it queues, first come, first served, for one of its tenant's CPU slots (all worker
-//! threads but one when the host serves several tenants). It keeps the slot through its own
-//! yields for a few slices, then queues again; the slot is given back whenever the guest
-//! stops to wait on the host, so a slot is never held across I/O. While a tenant has been
-//! CPU-bound in the last second, all its guests, new requests included, run on slots. So a
-//! tenant running busy loops at full concurrency takes turns on its share of the workers,
-//! waiting off the run queue; other tenants' requests — and guests that mostly wait on Redis,
-//! PostgreSQL or HTTP — never queue for a slot.
+//! Every epoch tick (1 ms) a running guest yields its thread. A guest that used most of a
+//! tick's CPU time in one go since it last resumed — not waiting on the host in between — is
+//! CPU-bound, and from then on it runs on the background threads: one per core, at the lowest
+//! nice level and the kernel's shortest time slice, so that any other request's thread
+//! preempts them at once instead of waiting out a time slice behind a busy loop. CPU time, not
+//! wall time, decides: a guest whose thread the kernel preempted is not CPU-bound for it.
+//! Moving a guest is cheap: its store and fiber are in one boxed future, handed from the
+//! request's task to a background task between two polls.
+//!
+//! Among themselves CPU-bound guests take turns per tenant: to go on, one queues, first come,
+//! first served, for one of its tenant's CPU slots (one per core). It keeps the slot through
+//! its own yields for a few slices, then queues again; the slot is given back whenever the
+//! guest stops to wait on the host, so a slot is never held across I/O. While a tenant has
+//! been CPU-bound in the last second, its new requests start on the background threads too.
+//! So a tenant running busy loops at full concurrency gets the CPU time other requests leave
+//! (and, on a saturated host, still a sliver of it), shared fairly with other such tenants;
+//! other tenants' requests — and guests that mostly wait on Redis, PostgreSQL or HTTP — never
+//! queue behind it.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::runtime::{Handle, Runtime};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinError;
 use wasmtime::UpdateDeadline;
 
 /// Time slices a CPU-bound guest runs on its slot before it queues again. Handing the slot
@@ -24,18 +35,12 @@ const SLICES_PER_TURN: u32 = 10;
 /// How long after its last overrun a tenant's new requests keep queueing for a slot.
 const BUSY_MEMORY: Duration = Duration::from_secs(1);
 
-/// How many worker threads one tenant's CPU-bound guests may hold at once: all of them when
-/// the host serves one tenant, else all but one.
-pub fn cpu_slots(tenants: usize) -> usize {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if tenants <= 1 {
-        workers
-    } else {
-        workers.saturating_sub(1).max(1)
-    }
+/// One CPU slot per core for each tenant, and as many background threads.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// One tenant's share of the workers.
+/// One tenant's share of the background threads.
 pub struct CpuShare {
     slots: Arc<Semaphore>,
     /// Until when (ms since the first use of `now_ms`) the tenant counts as CPU-bound.
@@ -52,24 +57,45 @@ pub struct GuestShare {
     slices_on_slot: u32,
     /// Set while the guest yields at a tick keeping its slot.
     yielding: Arc<AtomicBool>,
-    /// The tick at which it last resumed after yielding at a callback (0: never yielded).
-    /// Time queued after its own yield is not waiting on the host.
-    resumed_at: Arc<AtomicU64>,
+    /// Whether it has yielded at a tick yet: its first slice includes instantiation, so never
+    /// counts as CPU-bound.
+    yielded: bool,
+    /// The thread's CPU time (ns) when the guest's current poll began.
+    poll_started: Arc<AtomicU64>,
+    /// Told when the guest turns out CPU-bound: time to move it to the background threads.
+    cpu_bound: Arc<Notify>,
 }
 
-/// Ticks of the epoch so far; advanced with the engine's epoch by its ticker thread.
-static TICKS: AtomicU64 = AtomicU64::new(0);
+/// CPU time in one poll after which a guest counts as CPU-bound: most of a 1 ms tick.
+const CPU_BOUND_NS: u64 = 800_000;
 
-pub fn tick() {
-    TICKS.fetch_add(1, Ordering::Relaxed);
+impl Default for CpuShare {
+    fn default() -> CpuShare {
+        CpuShare {
+            slots: Arc::new(Semaphore::new(cores())),
+            busy_until_ms: AtomicU64::new(0),
+        }
+    }
 }
 
 impl CpuShare {
-    pub fn new(slots: usize) -> CpuShare {
-        CpuShare {
-            slots: Arc::new(Semaphore::new(slots)),
-            busy_until_ms: AtomicU64::new(0),
+    /// Runs a guest to its end: on the calling task while it is an ordinary request, on the
+    /// background threads once it (or, lately, its tenant) is CPU-bound. Dropping the
+    /// returned future drops the guest wherever it runs.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        guest: &GuestShare,
+        mut call: Pin<Box<dyn Future<Output = T> + Send>>,
+    ) -> Result<T, JoinError> {
+        if !self.busy() {
+            tokio::select! {
+                biased;
+                done = &mut call => return Ok(done),
+                () = guest.cpu_bound.notified() => {}
+            }
         }
+        let mut task = AbortOnDrop(background().spawn(call));
+        (&mut task.0).await
     }
 
     /// Called before a request's guest starts: while the tenant has been CPU-bound lately,
@@ -90,18 +116,18 @@ impl CpuShare {
 
     /// What a guest does at an epoch tick (its deadline not yet passed).
     pub fn on_tick(&self, guest: &mut GuestShare) -> UpdateDeadline {
-        let resumed_at = guest.resumed_at.clone();
-        let ran_through = {
-            let at = resumed_at.load(Ordering::Relaxed);
-            at != 0 && TICKS.load(Ordering::Relaxed) <= at + 1
-        };
+        let ran_through = guest.yielded
+            && thread_cpu_ns().saturating_sub(guest.poll_started.load(Ordering::Relaxed))
+                >= CPU_BOUND_NS;
+        guest.yielded = true;
         if !ran_through && !self.busy() {
-            // Its first slice, or it waited on the host since it last resumed.
+            // Its first slice, or it waited on the host (or the kernel preempted it).
             return yield_turn(guest, false);
         }
         if ran_through {
             let remember = now_ms() + BUSY_MEMORY.as_millis() as u64;
             self.busy_until_ms.fetch_max(remember, Ordering::Relaxed);
+            guest.cpu_bound.notify_one();
         }
         // CPU-bound, or its tenant is: its next slice runs on a slot.
         let held = guest.slot.lock().expect("cpu slot lock").is_some();
@@ -118,7 +144,6 @@ impl CpuShare {
                 if let Ok(permit) = slots.acquire_owned().await {
                     *slot.lock().expect("cpu slot lock") = Some(permit);
                 }
-                resumed_at.store(TICKS.load(Ordering::Relaxed).max(1), Ordering::Relaxed);
             }),
         )
     }
@@ -129,8 +154,10 @@ impl GuestShare {
     /// host.
     pub async fn run<F: Future>(&self, call: F) -> F::Output {
         let (slot, yielding) = (self.slot.clone(), self.yielding.clone());
+        let poll_started = self.poll_started.clone();
         let mut call = std::pin::pin!(call);
         std::future::poll_fn(move |cx| {
+            poll_started.store(thread_cpu_ns(), Ordering::Relaxed);
             let poll = call.as_mut().poll(cx);
             if poll.is_pending() && !yielding.load(Ordering::Relaxed) {
                 drop(slot.lock().expect("cpu slot lock").take());
@@ -145,16 +172,93 @@ impl GuestShare {
 /// first, so requests that arrived meanwhile are seen even while busy guests fill every
 /// worker — keeping the guest's slot if `keep_slot`.
 fn yield_turn(guest: &GuestShare, keep_slot: bool) -> UpdateDeadline {
-    let (yielding, resumed_at) = (guest.yielding.clone(), guest.resumed_at.clone());
+    let yielding = guest.yielding.clone();
     yielding.store(keep_slot, Ordering::Relaxed);
     UpdateDeadline::YieldCustom(
         1,
         Box::pin(async move {
             tokio::task::yield_now().await;
             yielding.store(false, Ordering::Relaxed);
-            resumed_at.store(TICKS.load(Ordering::Relaxed).max(1), Ordering::Relaxed);
         }),
     )
+}
+
+/// Aborts a background guest when the request waiting for it goes away (the client left).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The background threads CPU-bound guests run on, started on first need.
+fn background() -> &'static Handle {
+    static BACKGROUND: OnceLock<Runtime> = OnceLock::new();
+    BACKGROUND
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(cores())
+                .thread_name("hostel-cpubound")
+                .on_thread_start(lowest_priority)
+                .enable_all()
+                .build()
+                .expect("cannot start the threads for CPU-bound guests")
+        })
+        .handle()
+}
+
+/// Gives the calling thread the lowest nice level (19) and the shortest time slice the
+/// kernel allows (0.1 ms; EEVDF kernels, 6.6 and later, honour it): an ordinary thread that
+/// wakes preempts it, and when the scheduler does pick it over a runnable one it gives the
+/// core back within 0.1 ms. Unlike `SCHED_IDLE` (whose slice cannot be set), nice 19 still
+/// gets a sliver of a saturated core, so CPU-bound guests reach their deadline. Lowering one's
+/// own priority needs no privilege.
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        /// `struct sched_attr`, version 0 (sched(7)).
+        #[repr(C)]
+        struct SchedAttr {
+            size: u32,
+            policy: u32,
+            flags: u64,
+            nice: i32,
+            priority: u32,
+            runtime: u64,
+            deadline: u64,
+            period: u64,
+        }
+        let attr = SchedAttr {
+            size: size_of::<SchedAttr>() as u32,
+            policy: libc::SCHED_OTHER as u32,
+            flags: 0,
+            nice: 19,
+            priority: 0,
+            runtime: 100_000,
+            deadline: 0,
+            period: 0,
+        };
+        // SAFETY: sched_setattr(2) on the calling thread (0) with a valid version-0 attr.
+        let set = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr, 0) };
+        if set != 0 {
+            tracing::warn!(
+                "cannot lower the priority of the threads for CPU-bound guests: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+/// CPU time of the calling thread, in ns.
+fn thread_cpu_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime(2) writes into the valid timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 fn now_ms() -> u64 {

@@ -17,6 +17,9 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+/// How long past its deadline a request waits for a guest that has not stopped itself.
+const DEADLINE_GRACE: Duration = Duration::from_millis(100);
+
 /// The data of a request's `Store`: request-lifetime state of every capability.
 pub struct SandboxState {
     app: Arc<App>,
@@ -172,6 +175,8 @@ where
         .new_response_outparam(sender)
         .map_err(host_failure)?;
 
+    let share = store.data().cpu_share.clone();
+    let owner = app.tenant.clone();
     let guest = async move {
         let share = store.data().cpu_share.clone();
         let call = async {
@@ -200,8 +205,18 @@ where
     };
     // Run the guest right here until it either finishes or hands over response headers. Most
     // handlers finish within their first poll, so no task is spawned and no thread woken; a
-    // guest still streaming its body after the headers goes on in a task of its own.
-    let mut guest = Box::pin(guest.in_current_span());
+    // guest still streaming its body after the headers goes on in a task of its own, and one
+    // that turns out CPU-bound goes on among the background threads (see `fair_share`).
+    let mut guest = Box::pin(async move {
+        let run = owner.cpu.run(&share, Box::pin(guest.in_current_span()));
+        // The guest stops itself at its deadline; this one is for a background guest that
+        // gets no CPU to do so (ordinary requests keeping every core busy).
+        match tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), run).await {
+            Ok(Ok(failure)) => failure,
+            Ok(Err(e)) => Some(Failure::Host(format!("the guest's task failed: {e}"))),
+            Err(_elapsed) => Some(Failure::Timeout(timeout)),
+        }
+    });
     let mut receiver = receiver;
     tokio::select! {
         biased;
@@ -216,18 +231,17 @@ where
             Err(_) => Err(failure.unwrap_or(Failure::NoResponse)),
         },
         response = &mut receiver => {
+            let Ok(response) = response else {
+                // The sender went with the store: the guest has ended (on another thread, if
+                // it was moved there), and its outcome is on its way.
+                return Err(guest.await.unwrap_or(Failure::NoResponse));
+            };
             tokio::spawn(async move {
                 if let Some(failure) = guest.await {
                     tracing::warn!("the guest failed while streaming its response: {failure:?}");
                 }
-            });
-            match response {
-                Ok(Ok(response)) => Ok(response),
-                Ok(Err(code)) => Err(Failure::GuestError(code)),
-                // The sender only goes with the store, at the end of `guest`, which the
-                // biased select above would have seen first.
-                Err(_) => Err(Failure::NoResponse),
-            }
+            }.in_current_span());
+            response.map_err(Failure::GuestError)
         }
     }
 }

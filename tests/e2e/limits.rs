@@ -224,9 +224,67 @@ async fn a_tenant_saturated_with_busy_loops_does_not_starve_another() {
         spinners.iter().all(|s| !s.is_finished()),
         "B was served while A's loops were still running"
     );
+    // A's loops were moved off the request workers, onto threads at the lowest priority.
+    let threads = threads_of(host.pid());
+    let background: Vec<_> = threads
+        .iter()
+        .filter(|t| t.name == "hostel-cpubound")
+        .collect();
+    assert!(!background.is_empty(), "no background threads: {threads:?}");
+    assert!(
+        background
+            .iter()
+            .all(|t| t.policy == SCHED_OTHER && t.nice == 19),
+        "{threads:?}"
+    );
+    assert!(
+        background.iter().map(|t| t.cpu_ticks).sum::<u64>() > 0,
+        "the loops ran on the background threads: {threads:?}"
+    );
+    assert!(
+        threads
+            .iter()
+            .filter(|t| t.name == "hostel-worker")
+            .all(|t| t.policy == SCHED_OTHER && t.nice == 0),
+        "{threads:?}"
+    );
     for spinner in spinners {
         assert_eq!(spinner.await.unwrap().unwrap().status, 504);
     }
+}
+
+const SCHED_OTHER: u32 = 0;
+
+#[derive(Debug)]
+struct ThreadInfo {
+    name: String,
+    policy: u32,
+    nice: i64,
+    cpu_ticks: u64,
+}
+
+/// A process's threads: name, scheduling policy, nice level and CPU time, from
+/// `/proc/PID/task/*/stat`.
+fn threads_of(pid: u32) -> Vec<ThreadInfo> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        .map(|stat| {
+            // `pid (comm) state ...`: the name may hold spaces, the fields after it do not.
+            let (head, rest) = stat.rsplit_once(')').unwrap();
+            let name = head.split_once('(').unwrap().1.to_string();
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // Fields 14-15 (utime, stime), 19 (nice) and 41 (policy) of proc(5), counted
+            // from `state` (3).
+            let field = |n: usize| fields[n - 3].parse::<i64>().unwrap();
+            ThreadInfo {
+                name,
+                policy: field(41) as u32,
+                nice: field(19),
+                cpu_ticks: (field(14) + field(15)) as u64,
+            }
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
