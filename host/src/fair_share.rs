@@ -2,10 +2,10 @@
 //!
 //! Every epoch tick (1 ms) a running guest yields its thread. A guest that used most of a
 //! tick's CPU time in one go since it last resumed — not waiting on the host in between — is
-//! CPU-bound, and from then on it runs on the background threads: one per core, at the lowest
-//! nice level and the kernel's shortest time slice, so that any other request's thread
-//! preempts them at once instead of waiting out a time slice behind a busy loop. CPU time, not
-//! wall time, decides: a guest whose thread the kernel preempted is not CPU-bound for it.
+//! CPU-bound, and from then on it runs on the background threads: one per core, in the
+//! kernel's `SCHED_IDLE` class, so that any other request's thread preempts them at once
+//! instead of waiting out a time slice behind a busy loop. CPU time, not wall time, decides:
+//! a guest whose thread the kernel preempted is not CPU-bound for it.
 //! Moving a guest is cheap: its store and fiber are in one boxed future, handed from the
 //! request's task to a background task between two polls.
 //!
@@ -208,40 +208,19 @@ fn background() -> &'static Handle {
         .handle()
 }
 
-/// Gives the calling thread the lowest nice level (19) and the shortest time slice the
-/// kernel allows (0.1 ms; EEVDF kernels, 6.6 and later, honour it): an ordinary thread that
-/// wakes preempts it, and when the scheduler does pick it over a runnable one it gives the
-/// core back within 0.1 ms. Unlike `SCHED_IDLE` (whose slice cannot be set), nice 19 still
-/// gets a sliver of a saturated core, so CPU-bound guests reach their deadline. Lowering one's
-/// own priority needs no privilege.
+/// Puts the calling thread in `SCHED_IDLE`: the kernel runs it when no ordinary thread wants
+/// its core, an ordinary thread that wakes preempts it at once, and a core running only such
+/// threads counts as idle when the kernel places a waking thread. It still gets a sliver of a
+/// saturated core, so CPU-bound guests reach their deadline. (Nice 19 with the shortest
+/// EEVDF slice was tried too: kernels do not count such a core as idle, so ordinary threads
+/// piled up on the other one, and the tail latency of other tenants was worse.) Lowering
+/// one's own priority needs no privilege.
 fn lowest_priority() {
     #[cfg(target_os = "linux")]
     {
-        /// `struct sched_attr`, version 0 (sched(7)).
-        #[repr(C)]
-        struct SchedAttr {
-            size: u32,
-            policy: u32,
-            flags: u64,
-            nice: i32,
-            priority: u32,
-            runtime: u64,
-            deadline: u64,
-            period: u64,
-        }
-        let attr = SchedAttr {
-            size: size_of::<SchedAttr>() as u32,
-            policy: libc::SCHED_OTHER as u32,
-            flags: 0,
-            nice: 19,
-            priority: 0,
-            runtime: 100_000,
-            deadline: 0,
-            period: 0,
-        };
-        // SAFETY: sched_setattr(2) on the calling thread (0) with a valid version-0 attr.
-        let set = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr, 0) };
-        if set != 0 {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler(2) on the calling thread (0) with a valid parameter.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
             tracing::warn!(
                 "cannot lower the priority of the threads for CPU-bound guests: {}",
                 std::io::Error::last_os_error()
