@@ -1,7 +1,7 @@
 //! Fair share of the CPU between tenants.
 //!
-//! Every epoch tick (1 ms) a running guest yields its thread. A guest that used most of a
-//! tick's CPU time in one go since it last resumed — not waiting on the host in between — is
+//! Every epoch tick (1 ms) a running guest yields its thread. A guest that, since it resumed
+//! after its last such yield, used most of a tick's CPU time without waiting on the host is
 //! CPU-bound, and from then on it runs on the background threads: one per core, in the
 //! kernel's `SCHED_IDLE` class, so that any other request's thread preempts them at once
 //! instead of waiting out a time slice behind a busy loop. CPU time, not wall time, decides:
@@ -57,11 +57,12 @@ pub struct GuestShare {
     slices_on_slot: u32,
     /// Set while the guest yields at a tick keeping its slot.
     yielding: Arc<AtomicBool>,
-    /// Whether it has yielded at a tick yet: its first slice includes instantiation, so never
-    /// counts as CPU-bound.
-    yielded: bool,
-    /// The thread's CPU time (ns) when the guest's current poll began.
-    poll_started: Arc<AtomicU64>,
+    /// Its thread's CPU time (ns) when it last resumed after yielding at a tick; 0 before its
+    /// first yield (the first slice includes instantiation, so never counts).
+    resumed_cpu: Arc<AtomicU64>,
+    /// Set when it stops to wait on the host after resuming: its thread's CPU time since then
+    /// is not all its own, and it is not CPU-bound in this slice.
+    waited: Arc<AtomicBool>,
     /// Told when the guest turns out CPU-bound: time to move it to the background threads.
     cpu_bound: Arc<Notify>,
 }
@@ -116,10 +117,10 @@ impl CpuShare {
 
     /// What a guest does at an epoch tick (its deadline not yet passed).
     pub fn on_tick(&self, guest: &mut GuestShare) -> UpdateDeadline {
-        let ran_through = guest.yielded
-            && thread_cpu_ns().saturating_sub(guest.poll_started.load(Ordering::Relaxed))
-                >= CPU_BOUND_NS;
-        guest.yielded = true;
+        let resumed = guest.resumed_cpu.load(Ordering::Relaxed);
+        let ran_through = resumed != 0
+            && !guest.waited.load(Ordering::Relaxed)
+            && thread_cpu_ns().saturating_sub(resumed) >= CPU_BOUND_NS;
         if !ran_through && !self.busy() {
             // Its first slice, or it waited on the host (or the kernel preempted it).
             return yield_turn(guest, false);
@@ -137,13 +138,14 @@ impl CpuShare {
         }
         guest.slices_on_slot = 0;
         drop(guest.slot.lock().expect("cpu slot lock").take());
-        let (slots, slot) = (self.slots.clone(), guest.slot.clone());
+        let (slots, slot, resumed) = (self.slots.clone(), guest.slot.clone(), guest.resumed());
         UpdateDeadline::YieldCustom(
             1,
             Box::pin(async move {
                 if let Ok(permit) = slots.acquire_owned().await {
                     *slot.lock().expect("cpu slot lock") = Some(permit);
                 }
+                resumed();
             }),
         )
     }
@@ -153,18 +155,32 @@ impl GuestShare {
     /// Runs the guest's `call`, giving back its slot whenever the call stops to wait on the
     /// host.
     pub async fn run<F: Future>(&self, call: F) -> F::Output {
-        let (slot, yielding) = (self.slot.clone(), self.yielding.clone());
-        let poll_started = self.poll_started.clone();
+        let (slot, yielding, waited) = (
+            self.slot.clone(),
+            self.yielding.clone(),
+            self.waited.clone(),
+        );
         let mut call = std::pin::pin!(call);
         std::future::poll_fn(move |cx| {
-            poll_started.store(thread_cpu_ns(), Ordering::Relaxed);
             let poll = call.as_mut().poll(cx);
             if poll.is_pending() && !yielding.load(Ordering::Relaxed) {
                 drop(slot.lock().expect("cpu slot lock").take());
+                waited.store(true, Ordering::Relaxed);
             }
             poll
         })
         .await
+    }
+
+    /// What a guest's yield does last, on the thread it resumes on: notes the thread's CPU
+    /// time, from which the next tick judges whether it is CPU-bound. (Read only here and at
+    /// ticks: on this machine the clock costs a system call, too much for every poll.)
+    fn resumed(&self) -> impl FnOnce() + Send + 'static {
+        let (resumed_cpu, waited) = (self.resumed_cpu.clone(), self.waited.clone());
+        move || {
+            waited.store(false, Ordering::Relaxed);
+            resumed_cpu.store(thread_cpu_ns().max(1), Ordering::Relaxed);
+        }
     }
 }
 
@@ -172,13 +188,14 @@ impl GuestShare {
 /// first, so requests that arrived meanwhile are seen even while busy guests fill every
 /// worker — keeping the guest's slot if `keep_slot`.
 fn yield_turn(guest: &GuestShare, keep_slot: bool) -> UpdateDeadline {
-    let yielding = guest.yielding.clone();
+    let (yielding, resumed) = (guest.yielding.clone(), guest.resumed());
     yielding.store(keep_slot, Ordering::Relaxed);
     UpdateDeadline::YieldCustom(
         1,
         Box::pin(async move {
             tokio::task::yield_now().await;
             yielding.store(false, Ordering::Relaxed);
+            resumed();
         }),
     )
 }

@@ -3,6 +3,7 @@
 
 use crate::Host;
 use crate::admission::LimitedBody;
+use crate::apps::App;
 use crate::request_id::RequestId;
 use crate::sandbox::{self, Failure};
 use bytes::Bytes;
@@ -25,67 +26,70 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<HyperOutgoingBody>, Infallible> {
     let id = RequestId::next();
-    // At ERROR level so the span is enabled whatever the log filter: every line logged for this
-    // request, warnings from the guest included, carries its id.
-    let span = tracing::error_span!(
-        "request",
-        id = %id,
-        tenant = tracing::field::Empty,
-        app = tracing::field::Empty
-    );
     let id_header = HeaderValue::from_str(&id.to_string()).expect("request ids are ASCII");
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    let (method, uri) = (request.method().clone(), request.uri().clone());
     let started = Instant::now();
-    let mut response = route_and_run(&host, request, id, &id_header)
-        .instrument(span.clone())
-        .await;
+    let routed = route(&host, &request);
+    // At ERROR level so the span is enabled whatever the log filter: every line logged for this
+    // request, warnings from the guest included, carries its id. Made once routing has named
+    // the tenant and app, so that its fields are formatted once.
+    let span = match &routed {
+        Ok(app) => tracing::error_span!(
+            "request",
+            id = %id,
+            tenant = %app.tenant.name,
+            app = %app.name
+        ),
+        Err(_) => tracing::error_span!("request", id = %id),
+    };
+    let mut response = match routed {
+        Ok(app) => {
+            run(app, request, id, &id_header)
+                .instrument(span.clone())
+                .await
+        }
+        Err((status, reason)) => host_error(status, reason, id),
+    };
     response.headers_mut().insert(REQUEST_ID_HEADER, id_header);
     let status = response.status();
     let ms = started.elapsed().as_secs_f64() * 1e3;
-    span.in_scope(|| {
-        if status.is_server_error() {
+    let path = uri.path();
+    if status.is_server_error() {
+        span.in_scope(|| {
             tracing::warn!(%method, path, status = status.as_u16(), ms, "request failed");
-        } else {
+        });
+    } else if tracing::enabled!(tracing::Level::DEBUG) {
+        span.in_scope(|| {
             tracing::debug!(%method, path, status = status.as_u16(), ms, "request");
-        }
-    });
+        });
+    }
     Ok(response)
 }
 
-async fn route_and_run(
-    host: &Host,
+/// The app a request goes to (by Host header and path), or why there is none.
+fn route(host: &Host, request: &Request<Incoming>) -> Result<Arc<App>, (StatusCode, &'static str)> {
+    let authority = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| request.headers().get(HOST).and_then(|h| h.to_str().ok()));
+    let Some(authority) = authority else {
+        return Err((StatusCode::BAD_REQUEST, "the request has no Host header"));
+    };
+    host.router()
+        .find(Some(authority), request.uri().path())
+        .cloned()
+        .ok_or((StatusCode::NOT_FOUND, "no app is mounted at this path"))
+}
+
+/// Admission, limits and the app's sandbox, in the request's span.
+async fn run(
+    app: Arc<App>,
     mut request: Request<Incoming>,
     id: RequestId,
     id_header: &HeaderValue,
 ) -> Response<HyperOutgoingBody> {
-    let authority = request
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            request
-                .headers()
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        });
-    let Some(authority) = authority else {
-        return host_error(
-            StatusCode::BAD_REQUEST,
-            "the request has no Host header",
-            id,
-        );
-    };
-    let router = host.router();
-    let Some(app) = router.find(Some(&authority), request.uri().path()).cloned() else {
-        return host_error(StatusCode::NOT_FOUND, "no app is mounted at this path", id);
-    };
-    let span = tracing::Span::current();
-    span.record("tenant", tracing::field::display(&app.tenant.name));
-    span.record("app", tracing::field::display(&app.name));
     tracing::debug!(route = %app.route, "routed");
-
     let limits = app.tenant.limits;
     let Ok(permit) = app.tenant.admission.clone().try_acquire_owned() else {
         let mut response = host_error(
