@@ -47,11 +47,13 @@ pub struct TenantRuntime {
 }
 
 impl TenantRuntime {
-    /// `stores` are the host's open key-value stores, by name.
+    /// `stores` are the host's open key-value stores, by name; `cpu_slots`: see
+    /// [`crate::fair_share::cpu_slots`].
     pub fn new(
         tenant: &config::Tenant,
         stores: &HashMap<String, Backend>,
         pools: &Pools,
+        cpu_slots: usize,
     ) -> Arc<TenantRuntime> {
         Arc::new(TenantRuntime {
             name: tenant.name.clone(),
@@ -59,7 +61,7 @@ impl TenantRuntime {
             admin_token: tenant.admin_token,
             limits: tenant.limits,
             admission: Arc::new(Semaphore::new(tenant.limits.concurrency as usize)),
-            cpu: CpuShare::default(),
+            cpu: CpuShare::new(cpu_slots),
             outbound: tenant.outbound.clone().into(),
             http_client: OutboundClient::new(),
             namespace: format!("tenant:{}", tenant.name).into(),

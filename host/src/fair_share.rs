@@ -2,20 +2,21 @@
 //!
 //! Every epoch tick (1 ms) a running guest yields its thread. A guest that, since it resumed
 //! after its last such yield, used most of a tick's CPU time without waiting on the host is
-//! CPU-bound, and from then on it runs on the background threads: one per core, in the
-//! kernel's `SCHED_IDLE` class, so that any other request's thread preempts them at once
-//! instead of waiting out a time slice behind a busy loop. CPU time, not wall time, decides:
+//! CPU-bound, and from then on it runs on the background threads: one per core, at nice 10
+//! with the kernel's shortest time slice, so that any other request's thread preempts them
+//! within 0.1 ms instead of waiting out a time slice behind a busy loop. CPU time, not wall time, decides:
 //! a guest whose thread the kernel preempted is not CPU-bound for it.
 //! Moving a guest is cheap: its store and fiber are in one boxed future, handed from the
 //! request's task to a background task between two polls.
 //!
 //! Among themselves CPU-bound guests take turns per tenant: to go on, one queues, first come,
-//! first served, for one of its tenant's CPU slots (one per core). It keeps the slot through
+//! first served, for one of its tenant's CPU slots (one per core, or all cores but one when
+//! the host serves several tenants). It keeps the slot through
 //! its own yields for a few slices, then queues again; the slot is given back whenever the
 //! guest stops to wait on the host, so a slot is never held across I/O. While a tenant has
 //! been CPU-bound in the last second, its new requests start on the background threads too.
 //! So a tenant running busy loops at full concurrency gets the CPU time other requests leave
-//! (and, on a saturated host, still a sliver of it), shared fairly with other such tenants;
+//! (and, on a saturated host, still some of it), shared fairly with other such tenants;
 //! other tenants' requests — and guests that mostly wait on Redis, PostgreSQL or HTTP — never
 //! queue behind it.
 
@@ -35,9 +36,20 @@ const SLICES_PER_TURN: u32 = 10;
 /// How long after its last overrun a tenant's new requests keep queueing for a slot.
 const BUSY_MEMORY: Duration = Duration::from_secs(1);
 
-/// One CPU slot per core for each tenant, and as many background threads.
-pub fn cores() -> usize {
+/// One background thread per core.
+fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// How many background threads one tenant's CPU-bound guests may hold at once: all of them
+/// when the host serves one tenant, else all but one, so that other tenants' CPU-bound
+/// guests, and the request threads, always find a core free of this one's.
+pub fn cpu_slots(tenants: usize) -> usize {
+    if tenants <= 1 {
+        cores()
+    } else {
+        cores().saturating_sub(1).max(1)
+    }
 }
 
 /// One tenant's share of the background threads.
@@ -70,16 +82,15 @@ pub struct GuestShare {
 /// CPU time in one poll after which a guest counts as CPU-bound: most of a 1 ms tick.
 const CPU_BOUND_NS: u64 = 800_000;
 
-impl Default for CpuShare {
-    fn default() -> CpuShare {
+impl CpuShare {
+    /// `slots`: see [`cpu_slots`].
+    pub fn new(slots: usize) -> CpuShare {
         CpuShare {
-            slots: Arc::new(Semaphore::new(cores())),
+            slots: Arc::new(Semaphore::new(slots)),
             busy_until_ms: AtomicU64::new(0),
         }
     }
-}
 
-impl CpuShare {
     /// Runs a guest to its end: on the calling task while it is an ordinary request, on the
     /// background threads once it (or, lately, its tenant) is CPU-bound. Dropping the
     /// returned future drops the guest wherever it runs.
@@ -225,19 +236,42 @@ fn background() -> &'static Handle {
         .handle()
 }
 
-/// Puts the calling thread in `SCHED_IDLE`: the kernel runs it when no ordinary thread wants
-/// its core, an ordinary thread that wakes preempts it at once, and a core running only such
-/// threads counts as idle when the kernel places a waking thread. It still gets a sliver of a
-/// saturated core, so CPU-bound guests reach their deadline. (Nice 19 with the shortest
-/// EEVDF slice was tried too: kernels do not count such a core as idle, so ordinary threads
-/// piled up on the other one, and the tail latency of other tenants was worse.) Lowering
+/// Gives the calling thread nice 10 and the shortest time slice the kernel allows (0.1 ms;
+/// EEVDF kernels, 6.6 and later, honour it): a request's thread that wakes preempts it
+/// within 0.1 ms, and against busy ordinary threads it gets about a tenth of a core — less
+/// than its share, never nothing. (`SCHED_IDLE` and nice 19 keep other tenants' tail latency
+/// lower still, but starve CPU-bound guests whenever anything else keeps the cores busy;
+/// nice 0 and 5 leave other tenants at 4–6× their idle p99: `bench/run fairness`.) Lowering
 /// one's own priority needs no privilege.
 fn lowest_priority() {
     #[cfg(target_os = "linux")]
     {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sched_setscheduler(2) on the calling thread (0) with a valid parameter.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+        /// `struct sched_attr`, version 0 (sched(7)).
+        #[repr(C)]
+        struct SchedAttr {
+            size: u32,
+            policy: u32,
+            flags: u64,
+            nice: i32,
+            priority: u32,
+            runtime: u64,
+            deadline: u64,
+            period: u64,
+        }
+        let attr = SchedAttr {
+            size: size_of::<SchedAttr>() as u32,
+            policy: libc::SCHED_OTHER as u32,
+            flags: 0,
+            nice: 10,
+            priority: 0,
+            // The time slice in ns; kernels before 6.6 ignore it.
+            runtime: 100_000,
+            deadline: 0,
+            period: 0,
+        };
+        // SAFETY: sched_setattr(2) on the calling thread (0) with a valid version-0 attr.
+        let set = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr, 0) };
+        if set != 0 {
             tracing::warn!(
                 "cannot lower the priority of the threads for CPU-bound guests: {}",
                 std::io::Error::last_os_error()

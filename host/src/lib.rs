@@ -98,8 +98,9 @@ impl Host {
 
         let mut tenants = HashMap::new();
         let mut installed = BTreeMap::new();
+        let cpu_slots = fair_share::cpu_slots(config.tenants.len());
         for tenant in &config.tenants {
-            let runtime = TenantRuntime::new(tenant, &stores, &pools);
+            let runtime = TenantRuntime::new(tenant, &stores, &pools, cpu_slots);
             for app in &tenant.apps {
                 let loaded = loader
                     .load(
