@@ -79,7 +79,8 @@ pub struct GuestShare {
     cpu_bound: Arc<Notify>,
 }
 
-/// CPU time in one poll after which a guest counts as CPU-bound: most of a 1 ms tick.
+/// CPU time, from resuming after a tick to the next, after which a guest counts as CPU-bound:
+/// most of a 1 ms tick.
 const CPU_BOUND_NS: u64 = 800_000;
 
 impl CpuShare {
