@@ -1,13 +1,13 @@
 //! Fair share of the CPU between tenants.
 //!
-//! Every epoch tick (1 ms) a running guest yields its thread. A guest that, since it resumed
-//! after its last such yield, used most of a tick's CPU time without waiting on the host is
-//! CPU-bound, and from then on it runs on the background threads: one per core, at nice 10
-//! with the kernel's shortest time slice, so that any other request's thread preempts them
-//! within 0.1 ms instead of waiting out a time slice behind a busy loop. CPU time, not wall time, decides:
-//! a guest whose thread the kernel preempted is not CPU-bound for it.
-//! Moving a guest is cheap: its store and fiber are in one boxed future, handed from the
-//! request's task to a background task between two polls.
+//! Every epoch tick (1 ms) a running guest yields its thread. A guest that, twice in a row,
+//! used most of a tick's CPU time between resuming from such a yield and the next tick,
+//! without waiting on the host, is CPU-bound. From then on it runs on the background threads:
+//! one per core, at nice 10 with the kernel's shortest time slice, so that any other
+//! request's thread preempts them within 0.1 ms instead of waiting out a time slice behind a
+//! busy loop. CPU time, not wall time, decides: a guest whose thread the kernel preempted is
+//! not CPU-bound for it. Moving a guest is cheap: its store and fiber are in one boxed
+//! future, handed from the request's task to a background task between two polls.
 //!
 //! Among themselves CPU-bound guests take turns per tenant: to go on, one queues, first come,
 //! first served, for one of its tenant's CPU slots (one per core, or all cores but one when
@@ -75,6 +75,8 @@ pub struct GuestShare {
     /// Set when it stops to wait on the host after resuming: its thread's CPU time since then
     /// is not all its own, and it is not CPU-bound in this slice.
     waited: Arc<AtomicBool>,
+    /// Slices in a row, up to now, in which it was busy for most of the slice.
+    busy_slices: u32,
     /// Told when the guest turns out CPU-bound: time to move it to the background threads.
     cpu_bound: Arc<Notify>,
 }
@@ -82,6 +84,11 @@ pub struct GuestShare {
 /// CPU time, from resuming after a tick to the next, after which a guest counts as CPU-bound:
 /// most of a 1 ms tick.
 const CPU_BOUND_NS: u64 = 800_000;
+
+/// Busy slices in a row after which a guest is CPU-bound. Two, so that an ordinary request of
+/// a large guest (a Python handler: 1.5–2 ms of CPU, instantiation included) is not moved
+/// around: moving costs it its warm caches.
+const BUSY_SLICES: u32 = 2;
 
 impl CpuShare {
     /// `slots`: see [`cpu_slots`].
@@ -130,9 +137,11 @@ impl CpuShare {
     /// What a guest does at an epoch tick (its deadline not yet passed).
     pub fn on_tick(&self, guest: &mut GuestShare) -> UpdateDeadline {
         let resumed = guest.resumed_cpu.load(Ordering::Relaxed);
-        let ran_through = resumed != 0
+        let busy_slice = resumed != 0
             && !guest.waited.load(Ordering::Relaxed)
             && thread_cpu_ns().saturating_sub(resumed) >= CPU_BOUND_NS;
+        guest.busy_slices = if busy_slice { guest.busy_slices + 1 } else { 0 };
+        let ran_through = guest.busy_slices >= BUSY_SLICES;
         if !ran_through && !self.busy() {
             // Its first slice, or it waited on the host (or the kernel preempted it).
             return yield_turn(guest, false);
