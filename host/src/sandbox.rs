@@ -175,10 +175,10 @@ where
         .new_response_outparam(sender)
         .map_err(host_failure)?;
 
-    let share = store.data().cpu_share.clone();
-    let owner = app.tenant.clone();
+    let (share, owner) = (store.data().cpu_share.clone(), app.tenant.clone());
+    let guest_share = share.clone();
     let guest = async move {
-        let share = store.data().cpu_share.clone();
+        let share = guest_share;
         let call = async {
             let proxy = app.pre.instantiate_async(&mut store).await?;
             proxy

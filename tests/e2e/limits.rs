@@ -229,7 +229,7 @@ async fn a_tenant_saturated_with_busy_loops_does_not_starve_another() {
     }
     // A's loops ran on the background threads, at a lower priority than the request workers:
     // over their 4 s the background threads used more CPU than the workers did serving B.
-    let threads = threads_of(host.pid());
+    let threads = host.threads();
     let cpu_of = |name: &str| -> u64 {
         threads
             .iter()
@@ -243,45 +243,11 @@ async fn a_tenant_saturated_with_busy_loops_does_not_starve_another() {
     );
     for thread in &threads {
         match thread.name.as_str() {
-            "hostel-cpubound" => assert_eq!((thread.policy, thread.nice), (SCHED_OTHER, 10)),
-            "hostel-worker" => assert_eq!((thread.policy, thread.nice), (SCHED_OTHER, 0)),
+            "hostel-cpubound" => assert_eq!((thread.policy, thread.nice), (0, 10)),
+            "hostel-worker" => assert_eq!((thread.policy, thread.nice), (0, 0)),
             _ => {}
         }
     }
-}
-
-const SCHED_OTHER: u32 = 0;
-
-#[derive(Debug)]
-struct ThreadInfo {
-    name: String,
-    policy: u32,
-    nice: i64,
-    cpu_ticks: u64,
-}
-
-/// A process's threads: name, scheduling policy, nice level and CPU time, from
-/// `/proc/PID/task/*/stat`.
-fn threads_of(pid: u32) -> Vec<ThreadInfo> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-    tasks
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
-        .map(|stat| {
-            // `pid (comm) state ...`: the name may hold spaces, the fields after it do not.
-            let (head, rest) = stat.rsplit_once(')').unwrap();
-            let name = head.split_once('(').unwrap().1.to_string();
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            // Fields 14-15 (utime, stime), 19 (nice) and 41 (policy) of proc(5), counted
-            // from `state` (3).
-            let field = |n: usize| fields[n - 3].parse::<i64>().unwrap();
-            ThreadInfo {
-                name,
-                policy: field(41) as u32,
-                nice: field(19),
-                cpu_ticks: (field(14) + field(15)) as u64,
-            }
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

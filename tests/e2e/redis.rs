@@ -132,6 +132,13 @@ async fn a_thousand_requests_use_no_more_connections_than_the_pool_holds() {
         ok_text(&client, &host.url("/counter/hits?peek")).await,
         "1000\n"
     );
+    // Guests that wait on Redis are never taken for CPU-bound ones: the host never even
+    // started the background threads for those.
+    let threads = host.threads();
+    assert!(
+        threads.iter().all(|t| t.name != "hostel-cpubound"),
+        "{threads:?}"
+    );
     // Plain commands all went over the one shared connection (pool `other` is on db 1).
     let clients = redis.clients_of_db(0).unwrap();
     assert_eq!(clients.len(), 1, "{clients:#?}");

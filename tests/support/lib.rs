@@ -34,6 +34,17 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target"))
 }
 
+/// One thread of a host process (see [`HostProcess::threads`]).
+#[derive(Debug)]
+pub struct ThreadInfo {
+    pub name: String,
+    /// 0 is `SCHED_OTHER`.
+    pub policy: u32,
+    pub nice: i64,
+    /// User and system time, in clock ticks.
+    pub cpu_ticks: u64,
+}
+
 /// The `hostel` binary cargo built next to this test executable (or `$HOSTEL_BIN`).
 pub fn hostel_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("HOSTEL_BIN") {
@@ -218,6 +229,30 @@ impl HostProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The host's threads: name, scheduling policy, nice level and CPU time, from
+    /// `/proc/PID/task/*/stat`.
+    pub fn threads(&self) -> Vec<ThreadInfo> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid())).unwrap();
+        tasks
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+            .map(|stat| {
+                // `pid (comm) state ...`: the name may hold spaces, the fields after it do not.
+                let (head, rest) = stat.rsplit_once(')').unwrap();
+                let name = head.split_once('(').unwrap().1.to_string();
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                // Fields 14-15 (utime, stime), 19 (nice) and 41 (policy) of proc(5), counted
+                // from `state` (3).
+                let field = |n: usize| fields[n - 3].parse::<i64>().unwrap();
+                ThreadInfo {
+                    name,
+                    policy: field(41) as u32,
+                    nice: field(19),
+                    cpu_ticks: (field(14) + field(15)) as u64,
+                }
+            })
+            .collect()
     }
 
     /// Everything the host wrote to stderr so far.
