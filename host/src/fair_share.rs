@@ -173,9 +173,10 @@ impl CpuShare {
 }
 
 impl GuestShare {
-    /// Runs the guest's `call`, giving back its slot whenever the call stops to wait on the
-    /// host.
-    pub async fn run<F: Future>(&self, call: F) -> F::Output {
+    /// Polls the guest's `call`, noting each time it stops to wait on the host: it gives back
+    /// its slot then, and that slice does not count as CPU-bound. (Where the guest runs is
+    /// [`CpuShare::run`]'s business.)
+    pub async fn watch_waits<F: Future>(&self, call: F) -> F::Output {
         let (slot, yielding, waited) = (
             self.slot.clone(),
             self.yielding.clone(),

@@ -189,7 +189,7 @@ where
         // Waiting for a CPU slot counts against the deadline like everything else.
         let admitted_call = async {
             app.tenant.cpu.admit(&share).await;
-            share.run(call).await
+            share.watch_waits(call).await
         };
         let result = tokio::time::timeout_at(deadline.into(), admitted_call).await;
         let failure = match result {
