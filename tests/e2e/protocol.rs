@@ -37,6 +37,39 @@ async fn malformed_http_gets_400_and_nothing_crashes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_rust_guest_sees_every_part_of_the_request() {
+    use http_body_util::BodyExt;
+    let host = HostProcess::start(&standard_config()).unwrap();
+    let request = http::Request::post(host.url("/echo/request?x=1&y=2"))
+        .header("x-probe", "probe value")
+        .body(RepeatBody::new(bytes::Bytes::from_static(b"the body"), 1))
+        .unwrap();
+    let response = streaming_client().request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let lines: Vec<String> = String::from_utf8_lossy(&body)
+        .lines()
+        .map(String::from)
+        .collect();
+    // x-probe and the x-request-id the host adds, at least (wasi-http keeps `host` as the
+    // authority and drops hop-by-hop headers).
+    let header_count: usize = lines[5].parse().unwrap();
+    assert!(header_count >= 2, "{lines:?}");
+    assert_eq!(
+        lines[..5],
+        [
+            "POST",
+            "http",
+            host.addr.as_str(),
+            "/echo/request?x=1&y=2",
+            "probe value"
+        ],
+        "{lines:?}"
+    );
+    assert_eq!(lines[6], "the body", "{lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn streams_a_200_mb_echo_without_buffering_it() {
     use http_body_util::BodyExt;
     let config = standard_config()

@@ -5,19 +5,24 @@ use crate::bindings::wasi::http::types::{
     ResponseOutparam, Scheme,
 };
 use crate::bindings::wasi::io::streams::{InputStream, OutputStream, StreamError};
+use std::cell::OnceCell;
 use std::fmt::Display;
 use std::io::{self, Read, Write};
 
 /// Largest chunk asked of the host per read.
 const READ_CHUNK: u64 = 64 << 10;
+/// Bodies up to this size go out in one `blocking-write-and-flush` call (its limit in WASI).
+const ONE_CALL_WRITE: usize = 4096;
 
-/// An incoming HTTP request. The body is read on demand, never buffered unless asked for.
+/// An incoming HTTP request. The method and path are read up front; the scheme, authority,
+/// headers and body are asked of the host only when the handler first uses them, since every
+/// call into the host costs the request time and most handlers need only a few of them.
 pub struct Request {
     method: String,
-    scheme: Option<String>,
-    authority: Option<String>,
     path_with_query: String,
-    headers: Vec<(String, Vec<u8>)>,
+    scheme: OnceCell<Option<String>>,
+    authority: OnceCell<Option<String>>,
+    headers: OnceCell<Vec<(String, Vec<u8>)>>,
     body: BodyReader,
 }
 
@@ -35,24 +40,17 @@ impl Request {
             Method::Patch => "PATCH".into(),
             Method::Other(other) => other,
         };
-        let scheme = request.scheme().map(|s| match s {
-            Scheme::Http => "http".to_string(),
-            Scheme::Https => "https".into(),
-            Scheme::Other(other) => other,
-        });
-        let headers = request.headers().entries();
-        let body = request.consume().ok();
-        let stream = body.as_ref().and_then(|b| b.stream().ok());
         Request {
             method,
-            scheme,
-            authority: request.authority(),
             path_with_query: request.path_with_query().unwrap_or_else(|| "/".into()),
-            headers,
+            scheme: OnceCell::new(),
+            authority: OnceCell::new(),
+            headers: OnceCell::new(),
             body: BodyReader {
-                stream,
-                _body: body,
-                _request: request,
+                stream: None,
+                body: None,
+                opened: false,
+                request,
             },
         }
     }
@@ -79,23 +77,34 @@ impl Request {
     }
 
     pub fn scheme(&self) -> Option<&str> {
-        self.scheme.as_deref()
+        self.scheme
+            .get_or_init(|| {
+                self.body.request.scheme().map(|s| match s {
+                    Scheme::Http => "http".to_string(),
+                    Scheme::Https => "https".into(),
+                    Scheme::Other(other) => other,
+                })
+            })
+            .as_deref()
     }
 
     pub fn authority(&self) -> Option<&str> {
-        self.authority.as_deref()
+        self.authority
+            .get_or_init(|| self.body.request.authority())
+            .as_deref()
     }
 
     /// The first value of header `name` (case-insensitive), if it is valid UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
+        self.headers()
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 
     pub fn headers(&self) -> &[(String, Vec<u8>)] {
-        &self.headers
+        self.headers
+            .get_or_init(|| self.body.request.headers().entries())
     }
 
     /// The body as a reader; read it as it arrives.
@@ -122,16 +131,22 @@ impl Request {
     }
 }
 
-/// The request body as a blocking `Read`.
+/// The request body as a blocking `Read`. It is taken from the host on the first read.
 pub struct BodyReader {
     // Field order is drop order: a WASI child resource must go before its parent.
     stream: Option<InputStream>,
-    _body: Option<IncomingBody>,
-    _request: IncomingRequest,
+    body: Option<IncomingBody>,
+    opened: bool,
+    request: IncomingRequest,
 }
 
 impl Read for BodyReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.opened {
+            self.opened = true;
+            self.body = self.request.consume().ok();
+            self.stream = self.body.as_ref().and_then(|b| b.stream().ok());
+        }
         let Some(stream) = &self.stream else {
             return Ok(0);
         };
@@ -307,7 +322,8 @@ pub fn serve<R: IntoResponse>(
         }
     };
     let outgoing = OutgoingResponse::new(fields);
-    if outgoing.set_status_code(response.status).is_err() {
+    // A new response is 200 already; each call into the host costs the request time.
+    if response.status != 200 && outgoing.set_status_code(response.status).is_err() {
         let message = format!("invalid status code {}", response.status);
         ResponseOutparam::set(out, Err(ErrorCode::InternalError(Some(message))));
         return;
@@ -318,6 +334,10 @@ pub fn serve<R: IntoResponse>(
         stream: body.write().expect("a new body has a stream"),
     };
     let written = match response.body {
+        Body::Bytes(bytes) if bytes.len() <= ONE_CALL_WRITE => writer
+            .stream
+            .blocking_write_and_flush(&bytes)
+            .map_err(stream_error),
         Body::Bytes(bytes) => writer.write_all(&bytes).and_then(|()| writer.flush()),
         Body::Stream(write) => write(&mut writer).and_then(|()| writer.flush()),
     };

@@ -140,7 +140,10 @@ fn start(fetch: Fetch) -> Result<FutureIncomingResponse, ErrorCode> {
     let headers = Fields::from_list(&fetch.headers)
         .map_err(|e| ErrorCode::InternalError(Some(format!("invalid header: {e:?}"))))?;
     let request = OutgoingRequest::new(headers);
-    let _ = request.set_method(&fetch.method);
+    // A new request is a GET already; each call into the host costs the request time.
+    if !matches!(fetch.method, Method::Get) {
+        let _ = request.set_method(&fetch.method);
+    }
     let _ = request.set_scheme(Some(&scheme));
     request
         .set_authority(Some(authority))

@@ -1,5 +1,6 @@
 //! Test guest: streams the request body back (`/echo`), reads it whole first (`/collect`),
-//! or answers after a pause (`/slow?ms=N`): for streaming, body-limit and shutdown tests.
+//! answers after a pause (`/slow?ms=N`), or describes the request (`/request`): for streaming,
+//! body-limit, shutdown and SDK tests.
 
 use hostel_guest::bindings::wasi::clocks::monotonic_clock;
 use hostel_guest::{Request, Response};
@@ -13,6 +14,21 @@ fn echo(req: Request) -> Response {
             .unwrap_or(1000);
         monotonic_clock::subscribe_duration(ms * 1_000_000).block();
         return Response::text(200, format!("slept {ms} ms\n"));
+    }
+    if req.path().ends_with("/request") {
+        // The body first: the parts the SDK fetches lazily must still come after it is consumed.
+        let mut req = req;
+        let body = req.body_text().unwrap_or_else(|e| format!("<{e}>"));
+        let lines = [
+            req.method().to_string(),
+            req.scheme().unwrap_or("<none>").to_string(),
+            req.authority().unwrap_or("<none>").to_string(),
+            req.path_with_query().to_string(),
+            req.header("x-probe").unwrap_or("<none>").to_string(),
+            req.headers().len().to_string(),
+            body,
+        ];
+        return Response::text(200, lines.join("\n"));
     }
     if req.path().ends_with("/collect") {
         let mut req = req;
