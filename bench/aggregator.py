@@ -1,9 +1,12 @@
 """Outbound benchmark: the `aggregator` component (5 concurrent upstream calls per request) on
-Hostel (pooled keep-alive client per tenant) vs `wasmtime serve` (a new connection per call).
+Hostel (pooled keep-alive client per tenant) vs `wasmtime serve` (a new connection per call) vs
+the same endpoint in native hyper with one pooled hyper-util client (the ceiling: no sandbox).
 
 The upstream is `native-hello` on core 1 next to wrk; the server under test is on core 0.
-Prints requests/s, outbound calls/s, p50/p99, server CPU and RSS, connect errors seen by the
-guest, and the TIME_WAIT sockets left towards the upstream.
+Prints requests/s, outbound calls/s, p50/p99, server CPU (cores, and µs per request) and RSS,
+connect errors seen by the guest, the TCP connections each server opened (every one closed
+later sits in TIME_WAIT for a minute) and the TIME_WAIT sockets towards the upstream. Rounds
+alternate the servers' order; the table keeps each server's best round.
 """
 
 import argparse
@@ -20,6 +23,13 @@ from hello import Server, add_common_args, free_port, service_env, wait_for_port
 FANOUT = 5
 
 
+def tcp_connects() -> int:
+    """Connections this machine has opened so far (`ActiveOpens` in /proc/net/snmp)."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()
+             if line.startswith("Tcp:")]
+    return int(lines[1][lines[0].index("ActiveOpens")])
+
+
 def time_wait_to(port: int) -> int:
     out = subprocess.run(["ss", "-tanH", "state", "time-wait", f"( dport = :{port} )"],
                          capture_output=True, text=True).stdout
@@ -30,6 +40,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     add_common_args(ap)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
 
     up_port = free_port()
@@ -50,37 +61,46 @@ def main() -> None:
         Server("wasmtime-serve", lambda p: [args.wasmtime, "serve", "-O", "pooling-allocator=y",
                                             "-S", "cli=y", "--env", f"UPSTREAMS={urls}",
                                             "--addr", f"127.0.0.1:{p}", args.component]),
+        Server("native-hyper", lambda p: [args.native, f"127.0.0.1:{p}", "--fan-out", urls]),
     ]
 
     def sample(port: int) -> dict:
+        connects = tcp_connects()
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
-        return {"time_wait": time_wait_to(up_port), "guest_errors": body.count('"error"')}
+        return {"time_wait": time_wait_to(up_port), "guest_errors": body.count('"error"'),
+                "connects_after": connects}
 
-    rows = []
+    results: dict = {}
     try:
-        for server in servers:
-            time.sleep(2)
-            before = time_wait_to(up_port)
-            r = server.measure(args.connections, args.duration, True, after=sample)
-            r["time_wait"] -= before
-            rows.append((server.name, r))
-            print(f"  {server.name:15} {r['rps']:>8.0f} req/s ({r['rps'] * FANOUT:>8.0f} outbound/s) "
-                  f"p50 {r['p50']:6.2f} ms p99 {r['p99']:6.2f} ms cpu {r['cores']:.2f} "
-                  f"TIME_WAIT +{r['time_wait']} {r['errors']}", file=sys.stderr, flush=True)
+        for round_ in range(args.rounds):
+            for server in servers[round_ % len(servers):] + servers[:round_ % len(servers)]:
+                time.sleep(2)
+                r = server.measure(args.connections, args.duration, True, after=sample,
+                                   before=lambda _port: {"connects_before": tcp_connects()})
+                # Opened by the server during the measured run (wrk's own connections aside).
+                r["connects"] = r["connects_after"] - r["connects_before"] - args.connections
+                results.setdefault(server.name, []).append(r)
+                print(f"  {server.name:15} {r['rps']:>8.0f} req/s ({r['rps'] * FANOUT:>8.0f} outbound/s) "
+                      f"p50 {r['p50']:6.2f} ms p99 {r['p99']:6.2f} ms cpu {r['cores']:.2f} "
+                      f"connections opened {r['connects']} TIME_WAIT {r['time_wait']} {r['errors']}",
+                      file=sys.stderr, flush=True)
     finally:
         upstream.kill()
 
-    hostel_rps = rows[0][1]["rps"]
-    print("\n| server | req/s | outbound calls/s | p50 ms | p99 ms | server CPU | RSS MiB | "
-          "new TIME_WAIT to upstream | errors in a sample answer | hostel ÷ it |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for name, r in rows:
-        ratio = "—" if name == "hostel" else f"{hostel_rps / r['rps']:.2f}×"
-        bad = f" ({r['bad']} non-2xx)" if r["bad"] else ""
-        print(f"| {name} | {r['rps']:.0f}{bad} | {r['rps'] * FANOUT:.0f} | {r['p50']:.2f} | "
-              f"{r['p99']:.2f} | {r['cores']:.2f} | {r['rss']:.0f} | {r['time_wait']} | "
-              f"{r['guest_errors']} | {ratio} |")
-
+    best = {name: max(runs, key=lambda r: r["rps"]) for name, runs in results.items()}
+    hostel_rps = best["hostel"]["rps"]
+    print("\n| server | req/s | outbound calls/s | p50 ms | p99 ms | server CPU | CPU µs/request | "
+          "RSS MiB | connections opened | TIME_WAIT to upstream | errors in a sample answer | "
+          "hostel ÷ it |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for server in servers:
+        r = best[server.name]
+        ratio = "—" if server.name == "hostel" else f"{hostel_rps / r['rps']:.2f}×"
+        bad = sum(run["bad"] for run in results[server.name])
+        bad = f" ({bad} non-2xx)" if bad else ""
+        print(f"| {server.name} | {r['rps']:.0f}{bad} | {r['rps'] * FANOUT:.0f} | {r['p50']:.2f} | "
+              f"{r['p99']:.2f} | {r['cores']:.2f} | {r['cores'] * 1e6 / r['rps']:.0f} | "
+              f"{r['rss']:.0f} | {r['connects']} | {r['time_wait']} | {r['guest_errors']} | {ratio} |")
 
 if __name__ == "__main__":
     main()

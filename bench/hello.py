@@ -99,9 +99,11 @@ class Server:
         self.name = name
         self.argv_for_port = argv_for_port
 
-    def measure(self, connections: int, duration: int, pinned: bool, after=None) -> dict:
-        """Starts the server, warms it up, loads it with wrk and stops it. `after(port)` may add
-        figures of its own while the server still runs."""
+    def measure(self, connections: int, duration: int, pinned: bool, after=None,
+                before=None) -> dict:
+        """Starts the server, warms it up, loads it with wrk and stops it. `before(port)` runs
+        just before the measured run and `after(port)` just after it, while the server still
+        runs; either may add figures of its own."""
         port = free_port()
         argv = self.argv_for_port(port)
         if pinned:
@@ -111,8 +113,9 @@ class Server:
         try:
             wait_for_port(port, proc)
             run_wrk(port, connections, 2, pinned)  # warm-up
+            figures = before(port) if before else {}
             cpu_before = cpu_seconds(proc.pid)
-            result = run_wrk(port, connections, duration, pinned)
+            result = run_wrk(port, connections, duration, pinned) | figures
             result["cores"] = (cpu_seconds(proc.pid) - cpu_before) / duration
             result["rss"] = rss_mib(proc.pid)
             if after:
