@@ -391,6 +391,7 @@ impl World {
 pub fn build(dir: &Path, world: World) -> Result<PathBuf> {
     let language = Language::of(dir)?;
     let name = guest_name(dir)?;
+    refresh_sdk_references(dir, &sdk_dir()?)?;
     let out_dir = dir.join("build");
     std::fs::create_dir_all(&out_dir)?;
     // Each world has its own output, so that neither passes for the other as up to date.
@@ -409,6 +410,62 @@ pub fn build(dir: &Path, world: World) -> Result<PathBuf> {
     let size = std::fs::metadata(&out)?.len();
     println!("built {} ({} KiB)", out.display(), size / 1024);
     Ok(out)
+}
+
+/// The files `hostel new` writes with the SDK folder's path in them.
+const SDK_REFERENCES: [&str; 4] = [
+    "Cargo.toml",
+    "jsconfig.json",
+    "tsconfig.json",
+    "compile_flags.txt",
+];
+
+/// Points the files `hostel new` wrote at this hostel's SDK folder. The folder is named after
+/// the SDK's hash, so a guest scaffolded by an older hostel would otherwise go on building
+/// (Rust) and being checked by editors (JavaScript, TypeScript, C) against the old SDK.
+fn refresh_sdk_references(dir: &Path, sdk: &Path) -> Result<()> {
+    let Some(sdks) = sdk.parent() else {
+        return Ok(());
+    };
+    let (prefix, current) = (format!("{}/", sdks.display()), sdk.display().to_string());
+    for name in SDK_REFERENCES {
+        let path = dir.join(name);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let updated = replace_sdk_folders(&text, &prefix, &current);
+        if updated != text {
+            std::fs::write(&path, updated)
+                .with_context(|| format!("cannot update {}", path.display()))?;
+            say(&format!(
+                "{} now refers to this hostel's SDK ({current})",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `text` with every `PREFIX` + SDK hash (16 hex digits) replaced by `current`.
+fn replace_sdk_folders(text: &str, prefix: &str, current: &str) -> String {
+    const HASH_LEN: usize = 16;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(prefix) {
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        let after = &after[prefix.len()..];
+        let hex = after.bytes().take_while(u8::is_ascii_hexdigit).count();
+        if hex == HASH_LEN {
+            out.push_str(current);
+            rest = &after[HASH_LEN..];
+        } else {
+            out.push_str(prefix);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn build_rust(dir: &Path, name: &str, out: &Path) -> Result<()> {
@@ -699,4 +756,26 @@ fn need_componentize_py() -> Result<PathBuf> {
         "pip install componentize-py",
     )?;
     Ok(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_sdk_folders;
+
+    #[test]
+    fn only_hashed_sdk_folders_under_the_prefix_are_replaced() {
+        let prefix = "/home/u/.cache/hostel/sdk/";
+        let text = "a = { path = \"/home/u/.cache/hostel/sdk/0123456789abcdef/guest-sdk/rust\" }\n\
+                    b = \"/home/u/.cache/hostel/sdk/not-a-hash/x\"\n\
+                    c = \"/elsewhere/sdk/0123456789abcdef/x\"\n\
+                    d = \"/home/u/.cache/hostel/sdk/fedcba9876543210/guest-sdk/js/hostel.d.ts\"\n";
+        let current = "/home/u/.cache/hostel/sdk/aaaaaaaaaaaaaaaa";
+        assert_eq!(
+            replace_sdk_folders(text, prefix, current),
+            "a = { path = \"/home/u/.cache/hostel/sdk/aaaaaaaaaaaaaaaa/guest-sdk/rust\" }\n\
+             b = \"/home/u/.cache/hostel/sdk/not-a-hash/x\"\n\
+             c = \"/elsewhere/sdk/0123456789abcdef/x\"\n\
+             d = \"/home/u/.cache/hostel/sdk/aaaaaaaaaaaaaaaa/guest-sdk/js/hostel.d.ts\"\n"
+        );
+    }
 }

@@ -22,15 +22,62 @@ fn hostel(dir: &Path, args: &[&str]) -> String {
     text
 }
 
+/// The files `hostel new` writes with the SDK folder's path in them.
+const SDK_REFERENCES: [&str; 4] = [
+    "Cargo.toml",
+    "jsconfig.json",
+    "tsconfig.json",
+    "compile_flags.txt",
+];
+/// An SDK folder of some other hostel, one that does not exist.
+const STALE_SDK: &str = "/sdk/0000000000000000/";
+
+/// Makes the files `hostel new` wrote say what an older hostel would have written; returns how
+/// many files changed.
+fn make_sdk_references_stale(app: &Path) -> usize {
+    let mut changed = 0;
+    for name in SDK_REFERENCES {
+        let path = app.join(name);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Some(at) = text.find("/sdk/") else {
+            continue;
+        };
+        let stale = format!(
+            "{}{STALE_SDK}{}",
+            &text[..at],
+            &text[at + STALE_SDK.len()..]
+        );
+        std::fs::write(&path, stale).unwrap();
+        changed += 1;
+    }
+    changed
+}
+
+/// How many of the scaffolded files still name the stale SDK folder.
+fn stale_sdk_references(app: &Path) -> usize {
+    SDK_REFERENCES
+        .iter()
+        .filter_map(|name| std::fs::read_to_string(app.join(name)).ok())
+        .filter(|text| text.contains(STALE_SDK))
+        .count()
+}
+
 async fn new_guest_builds_and_serves(language: &str) {
     let work = tempfile::tempdir().unwrap();
     let created = hostel(work.path(), &["new", language, "my-app"]);
     assert!(created.contains("created my-app"), "{created}");
+    // Built by a newer hostel than the one that scaffolded it: the build points the
+    // scaffolded files at its own SDK (for Rust, the old folder would not even build).
+    let app = work.path().join("my-app");
+    let stale = make_sdk_references_stale(&app);
+    assert_eq!(stale > 0, language != "python", "{language}");
     let built = hostel(work.path(), &["build", "my-app"]);
     assert!(built.contains("built my-app/build/my-app.wasm"), "{built}");
+    assert_eq!(stale_sdk_references(&app), 0, "{built}");
 
     // The scaffolded config serves the built component.
-    let app = work.path().join("my-app");
     let config = std::fs::read_to_string(app.join("hostel.toml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("build")).unwrap();
