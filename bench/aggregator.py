@@ -102,5 +102,6 @@ def main() -> None:
               f"{r['p99']:.2f} | {r['cores']:.2f} | {r['cores'] * 1e6 / r['rps']:.0f} | "
               f"{r['rss']:.0f} | {r['connects']} | {r['time_wait']} | {r['guest_errors']} | {ratio} |")
 
+
 if __name__ == "__main__":
     main()
