@@ -54,7 +54,8 @@ pub async fn handle(
     let status = response.status();
     let ms = started.elapsed().as_secs_f64() * 1e3;
     let path = uri.path();
-    if status.is_server_error() {
+    // Over-quota answers are logged like failures: the operator sees a tenant hitting its limit.
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         span.in_scope(|| {
             tracing::warn!(%method, path, status = status.as_u16(), ms, "request failed");
         });
@@ -92,8 +93,10 @@ async fn run(
     tracing::debug!(route = %app.route, "routed");
     let limits = app.tenant.limits;
     let Ok(permit) = app.tenant.admission.clone().try_acquire_owned() else {
+        // The tenant's own quota, not the host's capacity (that is a 503): 429, as other
+        // hosts answer a throttled function.
         let mut response = host_error(
-            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::TOO_MANY_REQUESTS,
             &format!(
                 "too many requests in flight for this tenant (limit {})",
                 limits.concurrency

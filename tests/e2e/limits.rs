@@ -130,7 +130,7 @@ async fn body_over_the_limit_gets_413() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn over_the_concurrency_limit_gets_503() {
+async fn over_the_concurrency_limit_gets_429() {
     let config = format!(
         "[server]\ncode_cache = {}\n[defaults.limits]\nconcurrency = 2\n\
          [apps.echo]\nroute = \"/\"\ncomponent = {}\n",
@@ -145,8 +145,10 @@ async fn over_the_concurrency_limit_gets_503() {
     assert!(host.wait_for_log("app=echo"));
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let reply = get(&client, &host.url("/slow?ms=1")).await.unwrap();
-    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(reply.status, 429, "{}", reply.text());
+    assert!(reply.text().contains("limit 2"), "{}", reply.text());
     assert_eq!(reply.headers.get("retry-after").unwrap(), "1");
+    assert!(host.wait_for_log("status=429"));
     assert!(reply.request_id().is_some());
     for s in slow {
         assert_eq!(s.await.unwrap().unwrap().status, 200);
@@ -213,7 +215,7 @@ async fn a_tenant_saturated_with_busy_loops_does_not_starve_another() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     // A is over its own quota...
     let reply = send(&client, as_tenant("a")).await.unwrap();
-    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(reply.status, 429, "{}", reply.text());
     assert!(reply.request_id().is_some());
     // ...while B is served all along.
     for _ in 0..20 {
