@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use hostel::admin::deployments::DeploymentStore;
 use hostel::admin::{Admin, client::AdminClient};
 use hostel::config::Config;
 use hostel::{Host, engine, request, server};
@@ -162,9 +163,21 @@ fn run(command: Command) -> Result<()> {
         Command::Check { config } => {
             let config = Config::load(&config.path)?;
             let host = Host::load(&config)?;
+            // The apps deployed through the admin API are served too: check them the same way.
+            let deployed = match &config.admin {
+                Some(admin) => {
+                    let store = DeploymentStore::read_only(&admin.state);
+                    let deployed = hostel::admin::restore(&host, &store, admin)?;
+                    format!(", {deployed} of them deployed")
+                }
+                None => String::new(),
+            };
             let apps = host.installed().len();
             let plural = if apps == 1 { "" } else { "s" };
-            println!("{}: ok ({apps} app{plural})", config.source.display());
+            println!(
+                "{}: ok ({apps} app{plural}{deployed})",
+                config.source.display()
+            );
             Ok(())
         }
         Command::Measure {

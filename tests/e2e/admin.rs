@@ -292,6 +292,38 @@ fn start_upload(host: &HostProcess, app: &str, wasm: &[u8], sent: usize) -> std:
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn hostel_check_checks_the_deployed_set_and_changes_nothing() {
+    let host = HostProcess::start(&config()).unwrap();
+    let (status, body) = deploy(&host, ACME, "acme", "kept", "/kept", &wasm(guest("hello"))).await;
+    assert_eq!(status, 201, "{body}");
+    let dir = host.dir.path();
+    let blobs = dir.join("state/blobs");
+    // A deploy in flight on the running host: its component is stored, the manifest does not
+    // name it yet. A check must not take it for debris and remove it.
+    let in_flight = blobs.join(format!("{}.wasm", "0".repeat(64)));
+    std::fs::write(&in_flight, b"not yet named").unwrap();
+
+    let (status, out) = run_hostel(&["check", "--config", "hostel.toml"], dir).unwrap();
+    assert!(status.success(), "{out}");
+    assert!(
+        out.contains("deployed app ready tenant=acme app=kept"),
+        "{out}"
+    );
+    assert!(in_flight.exists(), "hostel check removed a blob");
+
+    // A deployed component changed on disk is reported, naming the file.
+    let deployed = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| *p != in_flight)
+        .unwrap();
+    std::fs::write(&deployed, b"tampered").unwrap();
+    let (status, out) = run_hostel(&["check", "--config", "hostel.toml"], dir).unwrap();
+    assert!(!status.success(), "{out}");
+    assert!(out.contains("does not match its digest"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_deployed_set_survives_restarts_and_kill_9() {
     let host = HostProcess::start(&config()).unwrap();
     let (status, body) = deploy(&host, ACME, "acme", "kept", "/kept", &wasm(guest("hello"))).await;

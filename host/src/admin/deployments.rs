@@ -70,6 +70,15 @@ impl DeploymentStore {
         Ok(store)
     }
 
+    /// The store in `dir` for reading only (`hostel check`): it creates and removes nothing,
+    /// so the component of a deploy in flight on a running host is left alone. A missing
+    /// folder holds no deployments.
+    pub fn read_only(dir: &Path) -> DeploymentStore {
+        DeploymentStore {
+            dir: dir.to_path_buf(),
+        }
+    }
+
     fn blobs(&self) -> PathBuf {
         self.dir.join("blobs")
     }

@@ -42,47 +42,55 @@ pub struct Admin {
     changes: tokio::sync::Mutex<()>,
 }
 
+/// Loads the deployed set `store` holds and installs it on `host` (serving it, once the host
+/// serves); returns how many apps it installed. A deployment whose tenant the config no longer
+/// has is skipped with a warning (and dropped from the manifest at the next change).
+pub fn restore(host: &Host, store: &DeploymentStore, admin: &config::AdminConfig) -> Result<usize> {
+    let mut installed = 0;
+    for (deployment, bytes) in store.load()? {
+        let Some(tenant) = host.tenant(&deployment.tenant).cloned() else {
+            tracing::warn!(
+                tenant = %deployment.tenant,
+                app = %deployment.app,
+                "not serving a deployed app: its tenant is not in the config"
+            );
+            continue;
+        };
+        let app = host
+            .loader()
+            .load(
+                tenant,
+                &deployment.app,
+                &deployment.route,
+                Source::Bytes(&bytes),
+            )
+            .with_context(|| {
+                format!(
+                    "deployed app {}/{} (component {} in {})",
+                    deployment.tenant,
+                    deployment.app,
+                    deployment.digest,
+                    admin.state.display()
+                )
+            })?;
+        tracing::info!(tenant = %deployment.tenant, app = %deployment.app, route = %deployment.route, "deployed app ready");
+        host.install(
+            (deployment.tenant.clone(), deployment.app.clone()),
+            Installed {
+                app: Arc::new(app),
+                origin: Origin::Deployed(deployment),
+            },
+        );
+        installed += 1;
+    }
+    Ok(installed)
+}
+
 impl Admin {
-    /// Opens the deployment store and serves the deployed set it holds on `host`. A deployment
-    /// whose tenant the config no longer has is skipped with a warning (and dropped from the
-    /// manifest at the next change).
+    /// Opens the deployment store and serves the deployed set it holds on `host`.
     pub fn start(host: Arc<Host>, admin: &config::AdminConfig) -> Result<Admin> {
         let store = DeploymentStore::open(&admin.state)?;
-        for (deployment, bytes) in store.load()? {
-            let Some(tenant) = host.tenant(&deployment.tenant).cloned() else {
-                tracing::warn!(
-                    tenant = %deployment.tenant,
-                    app = %deployment.app,
-                    "not serving a deployed app: its tenant is not in the config"
-                );
-                continue;
-            };
-            let app = host
-                .loader()
-                .load(
-                    tenant,
-                    &deployment.app,
-                    &deployment.route,
-                    Source::Bytes(&bytes),
-                )
-                .with_context(|| {
-                    format!(
-                        "deployed app {}/{} (component {} in {})",
-                        deployment.tenant,
-                        deployment.app,
-                        deployment.digest,
-                        admin.state.display()
-                    )
-                })?;
-            tracing::info!(tenant = %deployment.tenant, app = %deployment.app, route = %deployment.route, "deployed app ready");
-            host.install(
-                (deployment.tenant.clone(), deployment.app.clone()),
-                Installed {
-                    app: Arc::new(app),
-                    origin: Origin::Deployed(deployment),
-                },
-            );
-        }
+        restore(&host, &store, admin)?;
         Ok(Admin {
             tokens: Tokens::new(admin.operator_token, &host),
             host,
