@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--spin", required=True)
     ap.add_argument("--hello", required=True)
     ap.add_argument("--duration", type=int, default=6)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--busy-connections", type=int, default=64)
     ap.add_argument("--connections", type=int, default=4)
     args = ap.parse_args()
