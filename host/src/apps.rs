@@ -29,7 +29,7 @@ pub struct TenantRuntime {
     /// SHA-256 of its admin token, if it has one.
     pub admin_token: Option<config::TokenHash>,
     pub limits: Limits,
-    /// One permit per request in flight; requests that find none get 503.
+    /// One permit per request in flight; requests that find none get 429.
     pub admission: Arc<Semaphore>,
     /// This tenant's share of the CPU (see `fair_share`).
     pub cpu: CpuShare,

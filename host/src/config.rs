@@ -263,7 +263,7 @@ pub struct LimitsSection {
     pub memory: Option<ByteSize>,
     /// Wall-clock deadline for one request, guest CPU and waiting alike.
     pub timeout: Option<HumanDuration>,
-    /// Requests of this tenant served at once; more get 503.
+    /// Requests of this tenant served at once; more get 429.
     pub concurrency: Option<u32>,
     /// Largest request body accepted; larger gets 413.
     pub request_body: Option<ByteSize>,

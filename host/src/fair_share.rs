@@ -239,7 +239,7 @@ fn background() -> &'static Handle {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(cores())
                 .thread_name("hostel-cpubound")
-                .on_thread_start(lowest_priority)
+                .on_thread_start(background_priority)
                 .enable_all()
                 .build()
                 .expect("cannot start the threads for CPU-bound guests")
@@ -254,7 +254,7 @@ fn background() -> &'static Handle {
 /// lower still, but starve CPU-bound guests whenever anything else keeps the cores busy;
 /// nice 0 and 5 leave other tenants at 4–6× their idle p99: `bench/run fairness`.) Lowering
 /// one's own priority needs no privilege.
-fn lowest_priority() {
+fn background_priority() {
     #[cfg(target_os = "linux")]
     {
         /// `struct sched_attr`, version 0 (sched(7)).
