@@ -57,17 +57,19 @@ def parse_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk_command(port: int, connections: int, duration: int, pinned: bool, host: str | None = None) -> list:
+def wrk_command(port: int, connections: int, duration: int, pinned: bool, host: str | None = None,
+                path: str = "/") -> list:
     """wrk's command line; `host` sets the Host header (which chooses the tenant)."""
     cmd = ["wrk", f"-t{1 if pinned else 2}", f"-c{connections}", f"-d{duration}s", "--latency",
-           f"http://127.0.0.1:{port}/"]
+           f"http://127.0.0.1:{port}{path}"]
     if host:
         cmd[1:1] = ["-H", f"Host: {host}"]
     return ["taskset", "-c", "1"] + cmd if pinned else cmd
 
 
-def run_wrk(port: int, connections: int, duration: int, pinned: bool, host: str | None = None) -> dict:
-    cmd = wrk_command(port, connections, duration, pinned, host)
+def run_wrk(port: int, connections: int, duration: int, pinned: bool, host: str | None = None,
+            path: str = "/") -> dict:
+    cmd = wrk_command(port, connections, duration, pinned, host, path)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = parse_ms(re.search(r"\n\s+50%\s+(\S+)", out).group(1))
@@ -100,7 +102,7 @@ class Server:
         self.argv_for_port = argv_for_port
 
     def measure(self, connections: int, duration: int, pinned: bool, after=None,
-                before=None) -> dict:
+                before=None, path: str = "/") -> dict:
         """Starts the server, warms it up, loads it with wrk and stops it. `before(port)` runs
         just before the measured run and `after(port)` just after it, while the server still
         runs; either may add figures of its own."""
@@ -112,10 +114,10 @@ class Server:
                                 env=service_env())
         try:
             wait_for_port(port, proc)
-            run_wrk(port, connections, 2, pinned)  # warm-up
+            run_wrk(port, connections, 2, pinned, path=path)  # warm-up
             figures = before(port) if before else {}
             cpu_before = cpu_seconds(proc.pid)
-            result = run_wrk(port, connections, duration, pinned) | figures
+            result = run_wrk(port, connections, duration, pinned, path=path) | figures
             result["cores"] = (cpu_seconds(proc.pid) - cpu_before) / duration
             result["rss"] = rss_mib(proc.pid)
             if after:

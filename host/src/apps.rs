@@ -4,11 +4,12 @@
 use crate::capabilities::grants::Grants;
 use crate::capabilities::keyvalue::Backend;
 use crate::capabilities::outbound_http::OutboundClient;
+use crate::capabilities::outbound_http::egress::Egress;
 use crate::capabilities::postgres::PostgresPool;
 use crate::capabilities::redis::RedisPool;
 use crate::capabilities::wasi::WasiGrants;
 use crate::code_cache::CodeCache;
-use crate::config::{self, Limits, OutboundRule};
+use crate::config::{self, Limits};
 use crate::fair_share::CpuShare;
 use crate::pools::Pools;
 use crate::sandbox::SandboxState;
@@ -33,7 +34,8 @@ pub struct TenantRuntime {
     pub admission: Arc<Semaphore>,
     /// This tenant's share of the CPU (see `fair_share`).
     pub cpu: CpuShare,
-    pub outbound: Arc<[OutboundRule]>,
+    /// Where its guests may call out to (`grants.outbound`, `grants.outbound_networks`).
+    pub egress: Arc<Egress>,
     /// The tenant's own pooled outbound HTTP client: no connection is shared between tenants.
     pub http_client: OutboundClient,
     /// The prefix the host puts before this tenant's keys in shared stores (`tenant:NAME`).
@@ -55,6 +57,10 @@ impl TenantRuntime {
         pools: &Pools,
         cpu_slots: usize,
     ) -> Arc<TenantRuntime> {
+        let egress = Arc::new(Egress::new(
+            tenant.outbound.clone(),
+            tenant.outbound_networks.clone(),
+        ));
         Arc::new(TenantRuntime {
             name: tenant.name.clone(),
             hosts: tenant.hosts.clone(),
@@ -62,14 +68,36 @@ impl TenantRuntime {
             limits: tenant.limits,
             admission: Arc::new(Semaphore::new(tenant.limits.concurrency as usize)),
             cpu: CpuShare::new(cpu_slots),
-            outbound: tenant.outbound.clone().into(),
-            http_client: OutboundClient::new(),
+            http_client: OutboundClient::new(egress.clone()),
+            egress,
             namespace: format!("tenant:{}", tenant.name).into(),
-            keyvalue: Grants::new("key-value store", "stores", &tenant.stores, stores),
-            redis: Grants::new("Redis pool", "pools", &tenant.pools, pools.redis()),
-            postgres: Grants::new("PostgreSQL pool", "pools", &tenant.pools, pools.postgres()),
+            keyvalue: Grants::new(
+                "key-value store",
+                "stores",
+                &tenant.stores,
+                stores.iter().map(|(n, s)| (n, Some(s.clone()))),
+            ),
+            redis: Grants::new(
+                "Redis pool",
+                "pools",
+                &tenant.pools,
+                pools.redis().iter().map(|(n, p)| (n, Some(p.clone()))),
+            ),
+            postgres: Grants::new(
+                "PostgreSQL pool",
+                "pools",
+                &tenant.pools,
+                pools
+                    .postgres()
+                    .iter()
+                    .map(|(n, p)| (n, p.for_tenant(&tenant.name))),
+            ),
             wasi: WasiGrants::from_tenant(tenant),
-            config: tenant.config_values.iter().cloned().collect(),
+            config: tenant
+                .config_values
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose().clone()))
+                .collect(),
         })
     }
 }

@@ -4,6 +4,9 @@
 //! Everything a request needs later is resolved here: relative paths against the config file's
 //! folder, limits layered tenant → `[defaults.limits]` → built-in defaults.
 
+use crate::capabilities::outbound_http::egress::{self, OutboundRule};
+use crate::routes::{self, Claim};
+use crate::secrets::{Secret, redact_url};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -11,6 +14,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[cfg(test)]
+mod fuzz;
 mod units;
 pub use units::{ByteSize, HumanDuration};
 
@@ -61,10 +66,19 @@ pub struct AdminSection {
 #[serde(deny_unknown_fields)]
 pub struct PoolSection {
     pub kind: PoolKind,
-    /// `redis://[user:password@]host:port[/db]` or `postgres://user[:password]@host[:port]/db`
-    pub url: String,
-    /// Connections open at most: for PostgreSQL every query's; for Redis those leased for
-    /// transactions (plain commands share one multiplexed connection).
+    /// `redis://[user:password@]host:port[/db]` or `postgres://user[:password]@host[:port]/db`:
+    /// the login every statement uses. A PostgreSQL pool with a `url` serves one tenant.
+    pub url: Option<Secret<String>>,
+    /// PostgreSQL only, instead of `url`: an administrative login (CREATEROLE and CREATEDB)
+    /// through which the host gives every tenant granted the pool a login role and a database
+    /// of its own, so that tenants sharing the pool cannot reach each other's objects.
+    pub admin_url: Option<Secret<String>>,
+    /// A PEM file of the CA certificate(s) that sign the server's certificate, trusted
+    /// instead of the public roots (relative to the config file).
+    pub ca_file: Option<PathBuf>,
+    /// Connections open at most: for PostgreSQL every query's (per tenant with `admin_url`);
+    /// for Redis those leased for transactions (plain commands share one multiplexed
+    /// connection).
     pub max_connections: Option<u32>,
     /// How long a request waits for a free connection before it gets an error.
     pub acquire_timeout: Option<HumanDuration>,
@@ -94,11 +108,31 @@ pub enum Connect {
     Required,
 }
 
+/// Whose login a pool's connections use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tenancy {
+    /// The login in `url`, for the one tenant granted the pool (Redis: every tenant granted
+    /// it, with keys namespaced by the host).
+    Dedicated,
+    /// A login role and database per tenant, provisioned through the admin login in `url`.
+    PerTenant,
+}
+
+/// A CA certificate file, read and checked at startup.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CaFile {
+    pub path: PathBuf,
+    pub pem: Vec<u8>,
+}
+
 /// A pool after validation. Two entries with equal `PoolConfig`s share one pool.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolConfig {
     pub kind: PoolKind,
-    pub url: String,
+    /// The login: dedicated, or the admin login of a [`Tenancy::PerTenant`] pool.
+    pub url: Secret<String>,
+    pub tenancy: Tenancy,
+    pub ca: Option<CaFile>,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
     pub idle_timeout: Duration,
@@ -110,26 +144,37 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl PoolSection {
-    fn resolve(self) -> Result<PoolConfig> {
-        let schemes: &[&str] = match self.kind {
-            PoolKind::Redis => &["redis://", "rediss://"],
-            PoolKind::Postgres => &["postgres://", "postgresql://"],
+    fn resolve(self, base: &Path) -> Result<PoolConfig> {
+        let (url, tenancy) = match (self.url, self.admin_url, self.kind) {
+            (Some(url), None, _) => (url, Tenancy::Dedicated),
+            (None, Some(url), PoolKind::Postgres) => (url, Tenancy::PerTenant),
+            (None, Some(_), PoolKind::Redis) => bail!(
+                "key `admin_url`: only PostgreSQL pools take an admin login (Redis keys are                  namespaced per tenant by the host): use `url`"
+            ),
+            (Some(_), Some(_), _) => bail!(
+                "keys `url` and `admin_url`: give one — `url` for a pool one tenant uses,                  `admin_url` for a pool tenants share with a login and database each"
+            ),
+            (None, None, _) => bail!("key `url`: missing (the server to connect to)"),
         };
-        if !schemes.iter().any(|s| self.url.starts_with(s)) {
-            bail!(
-                "key `url`: {:?} is not a {} URL for a {:?} pool",
-                redact_url(&self.url),
-                schemes.join(" or "),
-                self.kind
-            );
-        }
+        let key = match tenancy {
+            Tenancy::Dedicated => "url",
+            Tenancy::PerTenant => "admin_url",
+        };
+        check_url_scheme(self.kind, url.expose(), key)?;
         let max_connections = self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
         if max_connections == 0 {
             bail!("key `max_connections`: must be at least 1");
         }
+        let ca = self
+            .ca_file
+            .map(|path| read_ca_file(&base.join(path)))
+            .transpose()
+            .context("key `ca_file`")?;
         Ok(PoolConfig {
             kind: self.kind,
-            url: self.url,
+            url,
+            tenancy,
+            ca,
             max_connections,
             acquire_timeout: self
                 .acquire_timeout
@@ -140,12 +185,49 @@ impl PoolSection {
     }
 }
 
+/// Checks that `url` has a scheme a pool of `kind` speaks.
+fn check_url_scheme(kind: PoolKind, url: &str, key: &str) -> Result<()> {
+    let schemes: &[&str] = match kind {
+        PoolKind::Redis => &["redis://", "rediss://"],
+        PoolKind::Postgres => &["postgres://", "postgresql://"],
+    };
+    if !schemes.iter().any(|s| url.starts_with(s)) {
+        bail!(
+            "key `{key}`: {:?} is not a {} URL for a {kind:?} pool",
+            redact_url(url),
+            schemes.join(" or "),
+        );
+    }
+    Ok(())
+}
+
+/// Reads a PEM file that must hold at least one certificate.
+fn read_ca_file(path: &Path) -> Result<CaFile> {
+    let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    use rustls_pki_types::pem::PemObject;
+    let certificates = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("{}: not a PEM certificate file: {e}", path.display()))?;
+    if certificates.is_empty() {
+        bail!(
+            "{}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+            path.display()
+        );
+    }
+    Ok(CaFile {
+        path: path.to_path_buf(),
+        pem,
+    })
+}
+
 impl PoolConfig {
-    /// A pool of `kind` at `url` with every setting at its default.
-    pub fn with_defaults(kind: PoolKind, url: &str) -> PoolConfig {
+    /// A Redis pool at `url` with every setting at its default.
+    pub fn redis(url: Secret<String>, ca: Option<CaFile>) -> PoolConfig {
         PoolConfig {
-            kind,
-            url: url.to_string(),
+            kind: PoolKind::Redis,
+            url,
+            tenancy: Tenancy::Dedicated,
+            ca,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
@@ -155,22 +237,7 @@ impl PoolConfig {
 
     /// The server's address with any password left out, for log lines and errors.
     pub fn address(&self) -> String {
-        redact_url(&self.url)
-    }
-}
-
-/// `redis://user:secret@host:6379/0` → `redis://user@host:6379/0`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((user, host)) => {
-            let user = user.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}@{host}{path}")
-        }
-        None => url.to_string(),
+        redact_url(self.url.expose())
     }
 }
 
@@ -185,8 +252,10 @@ pub enum StoreSection {
     },
     /// A Redis server, shared through one multiplexed connection.
     Redis {
-        /// `redis://[user:password@]host:port[/db]`
-        url: String,
+        /// `redis://[user:password@]host:port[/db]` (`rediss://` for TLS)
+        url: Secret<String>,
+        /// As for pools: the CA that signs the server's certificate.
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -215,6 +284,9 @@ pub struct ServerSection {
     /// mapped; beyond it pages are released with madvise and fault back in on next use.
     #[serde(default = "default_keep_resident")]
     pub memory_keep_resident: ByteSize,
+    /// Host names more than one tenant may list; on them, tenants' routes may not overlap.
+    #[serde(default)]
+    pub shared_hosts: Vec<String>,
 }
 
 impl Default for ServerSection {
@@ -225,6 +297,7 @@ impl Default for ServerSection {
             shutdown_grace: default_grace(),
             max_instances: default_max_instances(),
             memory_keep_resident: default_keep_resident(),
+            shared_hosts: Vec::new(),
         }
     }
 }
@@ -306,6 +379,10 @@ pub struct GrantsSection {
     /// `https://*.example.com` or a bare host name (any scheme, default port).
     #[serde(default)]
     pub outbound: Vec<String>,
+    /// Non-public address ranges (CIDR) or addresses the granted hosts may resolve to:
+    /// loopback, private and link-local addresses are refused unless named here or in a rule.
+    #[serde(default)]
+    pub outbound_networks: Vec<String>,
     /// Environment variables visible to guests (values, not inherited from the host).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -346,17 +423,6 @@ pub struct Limits {
     pub outbound_calls: u32,
 }
 
-/// Where an outbound grant lets guests go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboundRule {
-    /// `None` allows http and https.
-    pub scheme: Option<String>,
-    /// Lower-case host; a leading `*.` matches any subdomain (not the apex).
-    pub host: String,
-    /// `None` means the scheme's default port.
-    pub port: Option<u16>,
-}
-
 /// The configuration after validation: paths absolute, limits resolved, nothing left to check.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -391,6 +457,7 @@ pub struct Tenant {
     pub hosts: Vec<String>,
     pub limits: Limits,
     pub outbound: Vec<OutboundRule>,
+    pub outbound_networks: Vec<ipnet::IpNet>,
     pub env: Vec<(String, String)>,
     pub files: Vec<(String, PathBuf)>,
     /// Names of the key-value stores granted.
@@ -398,7 +465,7 @@ pub struct Tenant {
     /// Names of the pools granted.
     pub pools: Vec<String>,
     /// `wasi:config/store` values: variables and secrets together.
-    pub config_values: Vec<(String, String)>,
+    pub config_values: Vec<(String, Secret<String>)>,
     pub apps: Vec<App>,
     /// The tenant's own admin token, if it has one.
     pub admin_token: Option<TokenHash>,
@@ -425,8 +492,11 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let file: ConfigFile = toml::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        let file: ConfigFile = toml::from_str(text).map_err(|e| {
+            // toml quotes the offending line, which may hold a password.
+            let why = crate::secrets::redact_text(e.to_string().trim_end());
+            anyhow::anyhow!("{}: {why}", path.display())
+        })?;
         let base = path
             .parent()
             .map(Path::to_path_buf)
@@ -443,11 +513,13 @@ impl ConfigFile {
         for (name, section) in self.stores {
             let store = match section {
                 StoreSection::Embedded { path } => StoreConfig::Embedded(base.join(path)),
-                StoreSection::Redis { url } => {
-                    if !url.starts_with("redis://") && !url.starts_with("rediss://") {
-                        bail!("key `stores.{name}.url`: {url:?} is not a redis:// URL");
-                    }
-                    StoreConfig::Redis(PoolConfig::with_defaults(PoolKind::Redis, &url))
+                StoreSection::Redis { url, ca_file } => {
+                    check_url_scheme(PoolKind::Redis, url.expose(), &format!("stores.{name}.url"))?;
+                    let ca = ca_file
+                        .map(|path| read_ca_file(&base.join(path)))
+                        .transpose()
+                        .with_context(|| format!("key `stores.{name}.ca_file`"))?;
+                    StoreConfig::Redis(PoolConfig::redis(url, ca))
                 }
             };
             stores.insert(name, store);
@@ -456,7 +528,7 @@ impl ConfigFile {
         for (name, section) in self.pools {
             check_name(&name, &format!("pools.{name}"))?;
             let pool = section
-                .resolve()
+                .resolve(base)
                 .with_context(|| format!("in [pools.{name}]"))?;
             pools.insert(name, pool);
         }
@@ -478,6 +550,7 @@ impl ConfigFile {
             };
             tenants.push(resolve_tenant(DEFAULT_TENANT, "", section, defaults, base)?);
         } else if !self.grants.outbound.is_empty()
+            || !self.grants.outbound_networks.is_empty()
             || !self.grants.variables.is_empty()
             || !self.grants.secrets.is_empty()
             || !self.grants.env.is_empty()
@@ -494,7 +567,12 @@ impl ConfigFile {
             let key = format!("tenants.{name}.");
             tenants.push(resolve_tenant(&name, &key, section, defaults, base)?);
         }
-        check_routes_unique(&tenants)?;
+        let shared_hosts = each(&self.server.shared_hosts, "server.shared_hosts", host_name)?;
+        routes::check_host_owners(
+            tenants.iter().map(|t| (t.name.as_str(), &t.hosts[..])),
+            &shared_hosts,
+        )?;
+        check_routes(&tenants)?;
         for tenant in &tenants {
             for store in &tenant.stores {
                 if !stores.contains_key(store) {
@@ -566,15 +644,16 @@ fn resolve_tenant(
     check_name(name, key.trim_end_matches('.'))?;
     let limits =
         resolve_limits(&section.limits, defaults).with_context(|| format!("key `{key}limits`"))?;
-    let outbound = section
-        .grants
-        .outbound
-        .iter()
-        .map(|rule| {
-            OutboundRule::parse(rule)
-                .with_context(|| format!("key `{key}grants.outbound`: entry {rule:?}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let outbound = each(
+        &section.grants.outbound,
+        &format!("{key}grants.outbound"),
+        OutboundRule::parse,
+    )?;
+    let outbound_networks = each(
+        &section.grants.outbound_networks,
+        &format!("{key}grants.outbound_networks"),
+        egress::parse_network,
+    )?;
     let mut files = Vec::new();
     for (guest, host) in section.grants.files {
         let host = base.join(host);
@@ -586,16 +665,12 @@ fn resolve_tenant(
         }
         files.push((guest, host));
     }
-    let hosts = section
-        .hosts
-        .iter()
-        .map(|h| normalize_host(h))
-        .collect::<Vec<_>>();
+    let hosts = each(&section.hosts, &format!("{key}hosts"), host_name)?;
     let mut apps = Vec::new();
     for (app_name, app) in section.apps {
         let app_key = format!("{key}apps.{app_name}");
         check_name(&app_name, &app_key)?;
-        let route = normalize_route(&app.route)
+        let route = routes::normalize_route(&app.route)
             .with_context(|| format!("key `{app_key}.route`: {:?}", app.route))?;
         let component = base.join(&app.component);
         if !component.is_file() {
@@ -612,8 +687,12 @@ fn resolve_tenant(
             key: app_key,
         });
     }
-    let mut config_values: Vec<(String, String)> =
-        section.grants.variables.clone().into_iter().collect();
+    let mut config_values: Vec<(String, Secret<String>)> = section
+        .grants
+        .variables
+        .iter()
+        .map(|(k, v)| (k.clone(), Secret::new(v.clone())))
+        .collect();
     for (name, from) in &section.grants.secrets {
         if section.grants.variables.contains_key(name) {
             bail!("key `{key}grants.secrets.{name}`: also a variable; one name, one value");
@@ -624,7 +703,7 @@ fn resolve_tenant(
                  not set (secrets are read from the environment at startup)"
             )
         })?;
-        config_values.push((name.clone(), value));
+        config_values.push((name.clone(), Secret::new(value)));
     }
     let admin_token = section
         .admin_token_sha256
@@ -639,6 +718,7 @@ fn resolve_tenant(
         hosts,
         limits,
         outbound,
+        outbound_networks,
         env: section.grants.env.into_iter().collect(),
         files,
         stores: section.grants.stores,
@@ -714,51 +794,46 @@ pub(crate) fn check_name(name: &str, key: &str) -> Result<()> {
     Ok(())
 }
 
-/// `/api/` and `api` both become `/api`; `/` stays `/`.
-pub(crate) fn normalize_route(route: &str) -> Result<String> {
-    if !route.starts_with('/') {
-        bail!("a route must start with '/'");
-    }
-    if route.contains(['?', '#', ' ']) {
-        bail!("a route is a path prefix: no query, fragment or spaces");
-    }
-    let trimmed = route.trim_end_matches('/');
-    Ok(if trimmed.is_empty() {
-        "/".into()
-    } else {
-        trimmed.into()
-    })
+/// Every entry of a list parsed by `parse`; an error names the key and the entry.
+fn each<T>(entries: &[String], key: &str, parse: impl Fn(&str) -> Result<T>) -> Result<Vec<T>> {
+    entries
+        .iter()
+        .map(|entry| {
+            parse(entry).with_context(|| {
+                format!(
+                    "key `{key}`: entry {:?}",
+                    crate::secrets::redact_text(entry)
+                )
+            })
+        })
+        .collect()
 }
 
-/// Host names compare case-insensitively and without a port.
-pub fn normalize_host(host: &str) -> String {
-    let host = host.trim().to_ascii_lowercase();
-    match host.rsplit_once(':') {
-        Some((name, port)) if !name.ends_with(']') && port.chars().all(|c| c.is_ascii_digit()) => {
-            name.to_string()
-        }
-        _ => host,
-    }
+/// A host name as routing compares it (see [`routes::normalize_host`]).
+fn host_name(text: &str) -> Result<String> {
+    routes::normalize_host(text).context("not a host name")
 }
 
-fn check_routes_unique(tenants: &[Tenant]) -> Result<()> {
-    let mut seen: BTreeMap<(String, &str), &str> = BTreeMap::new();
+/// The routes of every tenant's apps, checked against each other by the ownership rule
+/// ([`routes::conflict`]).
+fn check_routes(tenants: &[Tenant]) -> Result<()> {
+    let mut claims: Vec<Claim<'_>> = Vec::new();
     for tenant in tenants {
-        let hosts: Vec<String> = if tenant.hosts.is_empty() {
-            vec!["*".into()]
-        } else {
-            tenant.hosts.clone()
-        };
         for app in &tenant.apps {
-            for host in &hosts {
-                if let Some(other) = seen.insert((host.clone(), &app.route), &app.key) {
-                    bail!(
-                        "key `{}.route`: route {:?} on host {host} is already served by `{other}`",
-                        app.key,
-                        app.route
-                    );
-                }
+            let claim = Claim {
+                tenant: &tenant.name,
+                app: &app.name,
+                hosts: &tenant.hosts,
+                route: &app.route,
+            };
+            if let Some(conflict) = routes::conflict(claims.iter().copied(), &claim) {
+                bail!(
+                    "key `{}.route`: {:?} cannot be mounted: {conflict}",
+                    app.key,
+                    app.route
+                );
             }
+            claims.push(claim);
         }
     }
     Ok(())
@@ -772,59 +847,6 @@ fn default_cache_dir() -> Result<PathBuf> {
         .filter(|h| !h.is_empty())
         .context("no HOME or XDG_CACHE_HOME set: set `server.code_cache` in the config")?;
     Ok(PathBuf::from(home).join(".cache").join("hostel"))
-}
-
-impl OutboundRule {
-    fn parse(rule: &str) -> Result<OutboundRule> {
-        let (scheme, rest) = match rule.split_once("://") {
-            Some((scheme, rest)) => {
-                let scheme = scheme.to_ascii_lowercase();
-                if scheme != "http" && scheme != "https" {
-                    bail!("scheme must be http or https");
-                }
-                (Some(scheme), rest)
-            }
-            None => (None, rule),
-        };
-        let rest = rest.trim_end_matches('/');
-        if rest.contains('/') {
-            bail!("give a scheme, host and port only, no path");
-        }
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((host, port)) => (
-                host,
-                Some(
-                    port.parse::<u16>()
-                        .with_context(|| format!("bad port {port:?}"))?,
-                ),
-            ),
-            None => (rest, None),
-        };
-        let host = host.to_ascii_lowercase();
-        let name = host.strip_prefix("*.").unwrap_or(&host);
-        if name.is_empty() || name.contains('*') {
-            bail!("a wildcard is only allowed as a leading `*.`");
-        }
-        Ok(OutboundRule { scheme, host, port })
-    }
-
-    /// Whether a request to `scheme://host:port` is granted by this rule.
-    pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
-        if self.scheme.as_deref().is_some_and(|s| s != scheme) {
-            return false;
-        }
-        let default_port = if scheme == "https" { 443 } else { 80 };
-        if self.port.unwrap_or(default_port) != port {
-            return false;
-        }
-        let host = host.to_ascii_lowercase();
-        match self.host.strip_prefix("*.") {
-            Some(suffix) => host
-                .strip_suffix(suffix)
-                .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
-            None => self.host == host,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -907,7 +929,7 @@ mod tests {
         let cache = &config.pools["cache"];
         assert_eq!(
             *cache,
-            PoolConfig::with_defaults(PoolKind::Redis, "redis://127.0.0.1:6379")
+            PoolConfig::redis(Secret::new("redis://127.0.0.1:6379".into()), None)
         );
         let db = &config.pools["db"];
         assert_eq!(db.max_connections, 4);
@@ -930,29 +952,19 @@ mod tests {
     }
 
     #[test]
-    fn outbound_rules_match_exact_and_wildcard() {
-        let exact = OutboundRule::parse("https://api.example.com").unwrap();
-        assert!(exact.allows("https", "API.example.com", 443));
-        assert!(!exact.allows("http", "api.example.com", 80));
-        assert!(!exact.allows("https", "api.example.com", 8443));
-        let wild = OutboundRule::parse("*.example.com").unwrap();
-        assert!(wild.allows("http", "a.example.com", 80));
-        assert!(wild.allows("https", "a.b.example.com", 443));
-        assert!(!wild.allows("https", "example.com", 443));
-        assert!(!wild.allows("https", "badexample.com", 443));
-        let port = OutboundRule::parse("http://127.0.0.1:9000").unwrap();
-        assert!(port.allows("http", "127.0.0.1", 9000));
-        assert!(!port.allows("http", "127.0.0.1", 9001));
-        assert!(OutboundRule::parse("ftp://x").is_err());
-        assert!(OutboundRule::parse("a.*.com").is_err());
-    }
-
-    #[test]
-    fn routes_are_normalized_and_hosts_lose_their_port() {
-        assert_eq!(normalize_route("/api/").unwrap(), "/api");
-        assert_eq!(normalize_route("/").unwrap(), "/");
-        assert!(normalize_route("api").is_err());
-        assert_eq!(normalize_host("Acme.Localhost:8080"), "acme.localhost");
-        assert_eq!(normalize_host("[::1]"), "[::1]");
+    fn hosts_belong_to_one_tenant_and_routes_do_not_cross_tenants() {
+        let two_owners = parse(
+            "[tenants.a]\nhosts = [\"shop.test\"]\n[tenants.b]\nhosts = [\"Shop.test:80\"]\n",
+        )
+        .unwrap_err();
+        assert!(
+            format!("{two_owners:#}").contains("shared_hosts"),
+            "{two_owners:#}"
+        );
+        let bad_host = parse("[tenants.a]\nhosts = [\"a b\"]\n").unwrap_err();
+        assert!(
+            format!("{bad_host:#}").contains("tenants.a.hosts"),
+            "{bad_host:#}"
+        );
     }
 }

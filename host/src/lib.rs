@@ -22,8 +22,11 @@ pub mod pools;
 pub mod request;
 pub mod request_id;
 pub mod router;
+pub mod routes;
 pub mod sandbox;
+pub mod secrets;
 pub mod server;
+pub mod tls;
 
 use admin::deployments::Deployment;
 use anyhow::{Context, Result};
@@ -50,6 +53,8 @@ pub struct Host {
     loader: AppLoader,
     /// Every app being served, by (tenant, app name).
     installed: Mutex<BTreeMap<AppKey, Installed>>,
+    /// Every host some tenant lists: served by its tenants only (see [`router`]).
+    listed_hosts: Vec<String>,
 }
 
 /// (tenant, app name)
@@ -74,6 +79,7 @@ impl Host {
     /// Builds the engine and loads every app in the configuration. Fails on the first app that
     /// cannot be served, naming its config key and file.
     pub fn load(config: &Config) -> Result<Host> {
+        tls::install_crypto_provider();
         let max_memory = config
             .tenants
             .iter()
@@ -129,7 +135,15 @@ impl Host {
             }
             tenants.insert(tenant.name.clone(), runtime);
         }
-        let router = Router::new(installed.values().map(|i: &Installed| i.app.clone()));
+        let listed_hosts: Vec<String> = config
+            .tenants
+            .iter()
+            .flat_map(|t| t.hosts.iter().cloned())
+            .collect();
+        let router = Router::new(
+            installed.values().map(|i: &Installed| i.app.clone()),
+            &listed_hosts,
+        );
         Ok(Host {
             engine,
             router: ArcSwap::from_pointee(router),
@@ -137,6 +151,7 @@ impl Host {
             tenants,
             loader,
             installed: Mutex::new(installed),
+            listed_hosts,
         })
     }
 
@@ -197,6 +212,7 @@ impl Host {
         let result = change(&mut installed);
         self.router.store(Arc::new(Router::new(
             installed.values().map(|i| i.app.clone()),
+            &self.listed_hosts,
         )));
         result
     }

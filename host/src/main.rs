@@ -148,12 +148,15 @@ fn main() {
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| hostel::secrets::RedactingWriter::new(std::io::stderr()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     if let Err(e) = run(cli.command) {
-        eprintln!("hostel: error: {e:#}");
+        eprintln!(
+            "hostel: error: {}",
+            hostel::secrets::redact_text(&format!("{e:#}"))
+        );
         std::process::exit(1);
     }
 }

@@ -25,9 +25,11 @@ pub async fn sandbox_cost(
     path: &str,
     requests: usize,
 ) -> Result<SandboxCost> {
+    let name = crate::routes::normalize_host(authority)
+        .with_context(|| format!("{authority:?} is not a host name"))?;
     let app = host
         .router()
-        .find(Some(authority), path)
+        .find(&name, path)
         .cloned()
         .with_context(|| format!("no app is mounted at {path} for host {authority}"))?;
     let mut samples = Vec::with_capacity(requests);

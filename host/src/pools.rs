@@ -5,11 +5,11 @@
 //! What a pool lends to guests lives with its capability ([`crate::capabilities::redis`],
 //! [`crate::capabilities::postgres`]); this module only decides when pools live and die.
 
-use crate::capabilities::postgres::PostgresPool;
+use crate::capabilities::postgres::PostgresPools;
 use crate::capabilities::redis::RedisPool;
 use crate::config::{Config, Connect, PoolConfig, PoolKind};
 use anyhow::{Result, bail};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,16 +35,26 @@ struct Entry {
 #[derive(Default)]
 pub struct Pools {
     redis: HashMap<String, Arc<RedisPool>>,
-    postgres: HashMap<String, Arc<PostgresPool>>,
+    postgres: HashMap<String, Arc<PostgresPools>>,
     shared_redis: HashMap<PoolConfig, Arc<RedisPool>>,
-    shared_postgres: HashMap<PoolConfig, Arc<PostgresPool>>,
+    shared_postgres: HashMap<PoolConfig, Arc<PostgresPools>>,
     entries: Vec<Entry>,
 }
 
 impl Pools {
-    /// Creates (without connecting) the pools of every `[pools]` entry.
+    /// Creates (without connecting) the pools of every `[pools]` entry. Refuses to let two
+    /// tenants share one PostgreSQL login: each could read the other's tables.
     pub fn open(config: &Config) -> Result<Pools> {
         let mut pools = Pools::default();
+        // Tenants granted each pool name.
+        let granted = |name: &String| -> BTreeSet<String> {
+            config
+                .tenants
+                .iter()
+                .filter(|t| t.pools.contains(name))
+                .map(|t| t.name.clone())
+                .collect()
+        };
         for (name, pool) in &config.pools {
             match pool.kind {
                 PoolKind::Redis => {
@@ -52,15 +62,47 @@ impl Pools {
                     pools.redis.insert(name.clone(), pool);
                 }
                 PoolKind::Postgres => {
+                    // Entries with equal settings share one pool: it serves their tenants.
+                    let tenants: Vec<String> = config
+                        .pools
+                        .iter()
+                        .filter(|(_, other)| *other == pool)
+                        .flat_map(|(other, _)| granted(other))
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
                     let pool = shared(
                         &mut pools.shared_postgres,
                         &mut pools.entries,
                         name,
                         pool,
-                        PostgresPool::new,
+                        |name, config| PostgresPools::open(name, config, &tenants),
                     )?;
                     pools.postgres.insert(name.clone(), pool);
                 }
+            }
+        }
+        // Who logs in as whom, across every dedicated pool.
+        let mut logins: BTreeMap<&str, (BTreeSet<&str>, BTreeSet<String>)> = BTreeMap::new();
+        for (name, pool) in &pools.postgres {
+            if let Some(login) = pool.dedicated_login() {
+                let (names, tenants) = logins.entry(login).or_default();
+                names.insert(name);
+                tenants.extend(granted(name));
+            }
+        }
+        for (login, (names, tenants)) in logins {
+            if tenants.len() > 1 {
+                let names: Vec<&str> = names.into_iter().collect();
+                let tenants: Vec<String> = tenants.into_iter().collect();
+                bail!(
+                    "[pools.{}] log in to PostgreSQL as one user ({login}) and are granted to \
+                     tenants {}: each could read and change the others' tables. Give each tenant \
+                     a pool of its own login, or replace `url` with `admin_url` so that the host \
+                     gives every tenant its own login role and database",
+                    names.join("], [pools."),
+                    tenants.join(", ")
+                );
             }
         }
         Ok(pools)
@@ -82,7 +124,7 @@ impl Pools {
         &self.redis
     }
 
-    pub fn postgres(&self) -> &HashMap<String, Arc<PostgresPool>> {
+    pub fn postgres(&self) -> &HashMap<String, Arc<PostgresPools>> {
         &self.postgres
     }
 

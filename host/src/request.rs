@@ -67,18 +67,37 @@ pub async fn handle(
     Ok(response)
 }
 
-/// The app a request goes to (by Host header and path), or why there is none.
+/// The app a request goes to (by host and path), or why there is none. The host is the URI's
+/// authority (HTTP/2, or an absolute-form HTTP/1.1 target), else the one `Host` header; a
+/// request with several `Host` headers is refused (RFC 9112 §3.2), as one whose host names
+/// no host, so that no two readers of a request can disagree on where it goes.
 fn route(host: &Host, request: &Request<Incoming>) -> Result<Arc<App>, (StatusCode, &'static str)> {
-    let authority = request
-        .uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| request.headers().get(HOST).and_then(|h| h.to_str().ok()));
-    let Some(authority) = authority else {
-        return Err((StatusCode::BAD_REQUEST, "the request has no Host header"));
+    let mut host_headers = request.headers().get_all(HOST).iter();
+    let header = host_headers.next();
+    if host_headers.next().is_some() {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "the request has more than one Host header",
+        ));
+    }
+    let authority = match (request.uri().authority(), header) {
+        (Some(authority), _) => authority.as_str(),
+        (None, Some(header)) => header.to_str().map_err(|_| {
+            (
+                StatusCode::BAD_REQUEST,
+                "the Host header is not a host name",
+            )
+        })?,
+        (None, None) => return Err((StatusCode::BAD_REQUEST, "the request has no Host header")),
+    };
+    let Some(name) = crate::routes::normalize_host(authority) else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "the Host header is not a host name",
+        ));
     };
     host.router()
-        .find(Some(authority), request.uri().path())
+        .find(&name, request.uri().path())
         .cloned()
         .ok_or((StatusCode::NOT_FOUND, "no app is mounted at this path"))
 }

@@ -140,7 +140,7 @@ where
         http: WasiHttpCtx::new(),
         table: ResourceTable::new(),
         outbound: OutboundHttp::new(
-            tenant.outbound.clone(),
+            tenant.egress.clone(),
             tenant.http_client.clone(),
             tenant.limits.outbound_calls,
         ),

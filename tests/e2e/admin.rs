@@ -5,25 +5,17 @@
 use bytes::Bytes;
 use hostel_tests::*;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-const OPERATOR: &str = "operator-token-for-tests";
-const ACME: &str = "acme-token-for-tests";
-const GLOBEX: &str = "globex-token-for-tests";
-
-fn sha256(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub const OPERATOR: &str = "operator-token-for-tests";
+pub const ACME: &str = "acme-token-for-tests";
+pub const GLOBEX: &str = "globex-token-for-tests";
 
 /// Two tenants on their own host names, each with an admin token; acme has one app from the
 /// config.
-fn config() -> String {
+pub fn config() -> String {
     format!(
         "[server]\ncode_cache = {cache}\n\
          [admin]\noperator_token_sha256 = \"{operator}\"\n\
@@ -31,9 +23,9 @@ fn config() -> String {
          [tenants.acme.apps.fixed]\nroute = \"/fixed\"\ncomponent = {hello}\n\
          [tenants.globex]\nhosts = [\"globex.test\"]\nadmin_token_sha256 = \"{globex}\"\n",
         cache = toml_path(&shared_code_cache()),
-        operator = sha256(OPERATOR),
-        acme = sha256(ACME),
-        globex = sha256(GLOBEX),
+        operator = token_sha256(OPERATOR),
+        acme = token_sha256(ACME),
+        globex = token_sha256(GLOBEX),
         hello = toml_path(&guest("hello")),
     )
 }
@@ -59,7 +51,7 @@ async fn admin(
     (reply.status, json)
 }
 
-async fn deploy(
+pub async fn deploy(
     host: &HostProcess,
     token: &str,
     tenant: &str,
@@ -484,5 +476,5 @@ fn token_prints_a_token_and_its_hash() {
     };
     let token = field("token: ");
     assert_eq!(token.len(), 64);
-    assert_eq!(field("sha256: "), sha256(&token));
+    assert_eq!(field("sha256: "), token_sha256(&token));
 }

@@ -91,7 +91,7 @@ fn duplicate_routes_are_refused() {
         ),
         &[],
     );
-    assert!(stderr.contains("already served"), "{stderr}");
+    assert!(stderr.contains("is held by app `a`"), "{stderr}");
 }
 
 #[test]

@@ -64,7 +64,8 @@ async fn the_generic_call_is_namespaced_and_refuses_what_it_cannot_namespace() {
     let text = ok_text(&client, &host.url("/probe/execute")).await;
     assert_eq!(
         text,
-        "zrange alice,10,bob,20\nblpop queue,job\nKEYS refused\nFLUSHDB refused\nSCAN refused\n\
+        "zrange alice,10,bob,20\nBLPOP refused on the shared connection\nblpop queue,job\n\
+         KEYS refused\nFLUSHDB refused\nSCAN refused\n\
          EVAL refused\nCONFIG refused\n"
     );
     assert_eq!(

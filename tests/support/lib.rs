@@ -5,8 +5,10 @@
 //! tests cannot build them themselves).
 
 pub mod postgres;
+pub mod tls;
 
 pub use postgres::PostgresServer;
+pub use tls::TestCa;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -19,6 +21,33 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// How a fuzz target runs: `cases` cases (bounded, for CI), or `HOSTEL_FUZZ_CASES` for a
+/// longer run (`scripts/fuzz`); failures are kept as seeds in `proptest-regressions/` beside
+/// the crate, named after `source_file` (pass `file!()`), and replayed first on every run.
+pub fn fuzz_config(cases: u32, source_file: &'static str) -> proptest::test_runner::Config {
+    let cases = std::env::var("HOSTEL_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    proptest::test_runner::Config {
+        cases,
+        source_file: Some(source_file),
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::SourceParallel("proptest-regressions"),
+        )),
+        ..proptest::test_runner::Config::default()
+    }
+}
+
+/// The SHA-256 (hex) of an admin token, as the config holds it.
+pub fn token_sha256(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -130,6 +159,15 @@ impl HostProcess {
     }
 
     pub fn start_in(dir: tempfile::TempDir, config: &str) -> Result<HostProcess> {
+        Self::start_with_env(dir, config, &[])
+    }
+
+    /// As [`HostProcess::start_in`], with these environment variables set for the host.
+    pub fn start_with_env(
+        dir: tempfile::TempDir,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Result<HostProcess> {
         let config_path = dir.path().join("hostel.toml");
         std::fs::write(&config_path, config)?;
         let mut command = Command::new(hostel_bin());
@@ -139,6 +177,7 @@ impl HostProcess {
         if config.contains("[admin]") {
             command.args(["--admin-listen", "127.0.0.1:0"]);
         }
+        command.envs(env.iter().copied());
         let mut child = command
             .env("HOSTEL_LOG", "info,hostel=debug")
             .env("XDG_CACHE_HOME", dir.path().join("xdg-cache"))
@@ -500,24 +539,57 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// With TLS: the CA file clients check the server's certificate with.
+    ca: Option<PathBuf>,
+    /// `requirepass`, when the server wants one.
+    password: Option<String>,
 }
 
 impl RedisServer {
     pub fn start() -> Result<RedisServer> {
+        Self::start_with(None, None)
+    }
+
+    /// A server that speaks TLS only, with a certificate for 127.0.0.1 and localhost signed by
+    /// `ca`.
+    pub fn start_tls(ca: &TestCa) -> Result<RedisServer> {
+        Self::start_with(Some(ca), None)
+    }
+
+    /// A server that wants `password` (`requirepass`) before any command.
+    pub fn start_with_password(password: &str) -> Result<RedisServer> {
+        Self::start_with(None, Some(password))
+    }
+
+    fn start_with(ca: Option<&TestCa>, password: Option<&str>) -> Result<RedisServer> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        let dir = tempfile::tempdir()?;
+        let ca = match ca {
+            Some(ca) => {
+                ca.server_cert(&["127.0.0.1", "localhost"], dir.path(), "redis")?;
+                Some(ca.cert_file())
+            }
+            None => None,
+        };
         let mut server = RedisServer {
             child: None,
             port,
-            dir: tempfile::tempdir()?,
+            dir,
+            ca,
+            password: password.map(str::to_string),
         };
         server.resume()?;
         Ok(server)
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.ca.is_some() { "rediss" } else { "redis" };
+        match &self.password {
+            Some(password) => format!("{scheme}://:{password}@127.0.0.1:{}", self.port),
+            None => format!("{scheme}://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Kills the server (SIGKILL), as a crash would.
@@ -530,8 +602,27 @@ impl RedisServer {
 
     /// Starts the server again on the same port.
     pub fn resume(&mut self) -> Result<()> {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+        let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1"]);
+        match &self.ca {
+            Some(ca) => {
+                let file = |name: &str| self.dir.path().join(name).display().to_string();
+                command
+                    .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                    .args(["--tls-cert-file", &file("redis.pem")])
+                    .args(["--tls-key-file", &file("redis.key")])
+                    .arg("--tls-ca-cert-file")
+                    .arg(ca)
+                    .args(["--tls-auth-clients", "no"]);
+            }
+            None => {
+                command.args(["--port", &self.port.to_string()]);
+            }
+        }
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
+        let child = command
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -552,10 +643,15 @@ impl RedisServer {
 
     /// Runs `redis-cli` against this server and returns its output.
     pub fn cli(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()?;
+        let mut command = Command::new("redis-cli");
+        command.args(["-p", &self.port.to_string()]);
+        if let Some(ca) = &self.ca {
+            command.arg("--tls").arg("--cacert").arg(ca);
+        }
+        if let Some(password) = &self.password {
+            command.env("REDISCLI_AUTH", password);
+        }
+        let out = command.args(args).output()?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }

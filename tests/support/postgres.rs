@@ -20,11 +20,28 @@ pub struct PostgresServer {
     bin: Option<PathBuf>,
     /// (uid, gid) of the `postgres` user when running as root.
     run_as: Option<(u32, u32)>,
+    /// TLS on, TCP logins by password over TLS only (see [`PostgresServer::start_secure`]).
+    secure: bool,
 }
 
+/// The password of the `postgres` superuser on a secure server.
+pub const SUPERUSER_PASSWORD: &str = "superuser-secret";
+
 impl PostgresServer {
-    /// Creates a cluster with database [`DATABASE`] and starts serving it.
+    /// Creates a cluster with database [`DATABASE`] and starts serving it; logins over TCP are
+    /// trusted without a password.
     pub fn start() -> Result<PostgresServer> {
+        Self::start_with(None)
+    }
+
+    /// As [`PostgresServer::start`], but the server speaks TLS with a certificate for `names`
+    /// signed by `ca`, and TCP logins must come over TLS with a password (SCRAM). The
+    /// `postgres` superuser's password is [`SUPERUSER_PASSWORD`].
+    pub fn start_secure(ca: &crate::TestCa, names: &[&str]) -> Result<PostgresServer> {
+        Self::start_with(Some((ca, names)))
+    }
+
+    fn start_with(tls: Option<(&crate::TestCa, &[&str])>) -> Result<PostgresServer> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -40,6 +57,7 @@ impl PostgresServer {
             dir,
             bin: server_bin_dir(),
             run_as,
+            secure: tls.is_some(),
         };
         let initdb = server
             .command("initdb")
@@ -59,9 +77,51 @@ impl PostgresServer {
                 String::from_utf8_lossy(&initdb.stderr)
             );
         }
+        if let Some((ca, names)) = tls {
+            let data = server.data_dir();
+            ca.server_cert(names, &data, "server")?;
+            if let Some((uid, gid)) = run_as {
+                for file in ["server.pem", "server.key"] {
+                    std::os::unix::fs::chown(data.join(file), Some(uid), Some(gid))?;
+                }
+            }
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+            )?;
+            let mut conf = std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("postgresql.conf"))?;
+            use std::io::Write;
+            writeln!(
+                conf,
+                "ssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\n\
+                 password_encryption = 'scram-sha-256'"
+            )?;
+        }
         server.resume()?;
         server.psql_in("postgres", &format!("CREATE DATABASE {DATABASE}"))?;
+        if server.secure {
+            server.psql_in(
+                "postgres",
+                &format!("ALTER ROLE postgres PASSWORD '{SUPERUSER_PASSWORD}'"),
+            )?;
+        }
         Ok(server)
+    }
+
+    /// A URL logging in as `user` with `password` to `database`, with `params` (e.g.
+    /// `sslmode=verify-full`) when not empty.
+    pub fn url_as(&self, user: &str, password: &str, database: &str, params: &str) -> String {
+        let query = if params.is_empty() {
+            String::new()
+        } else {
+            format!("?{params}")
+        };
+        format!(
+            "postgres://{user}:{password}@127.0.0.1:{}/{database}{query}",
+            self.port
+        )
     }
 
     /// The URL for the host config (no password: trust authentication).
@@ -149,11 +209,20 @@ impl PostgresServer {
         self.psql_in(DATABASE, sql)
     }
 
-    fn psql_in(&self, database: &str, sql: &str) -> Result<String> {
+    /// Runs `sql` as the superuser in `database`.
+    pub fn psql_in(&self, database: &str, sql: &str) -> Result<String> {
+        self.psql_as("postgres", database, sql)
+    }
+
+    /// Runs `sql` as `user` in `database`, over the server's local socket (trusted: no
+    /// password, no TLS).
+    pub fn psql_as(&self, user: &str, database: &str, sql: &str) -> Result<String> {
         let out = self
             .command("psql")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-U", "postgres", "-d", database])
+            .arg("-h")
+            .arg(self.dir.path())
+            .args(["-p", &self.port.to_string()])
+            .args(["-U", user, "-d", database])
             .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .context("cannot run psql")?;

@@ -18,6 +18,7 @@ pub mod client;
 pub mod deployments;
 
 use crate::apps::Source;
+use crate::routes::{self, Claim};
 use crate::{AppKey, Host, Installed, Origin, config};
 use anyhow::{Context, Result};
 use auth::{Principal, Tokens};
@@ -204,7 +205,7 @@ impl Admin {
                 )
             })
             .and_then(|r| {
-                config::normalize_route(&r)
+                crate::routes::normalize_route(&r)
                     .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("route {r:?}: {e}")))
             })?;
         let bytes = Limited::new(request.into_body(), MAX_COMPONENT)
@@ -237,16 +238,22 @@ impl Admin {
             ));
         }
         let runtime = self.host.tenant(tenant).expect("checked").clone();
-        if let Some(((other_tenant, other), _)) = installed.iter().find(|((t, a), i)| {
-            (t, a) != (tenant, name)
-                && i.app.route == route
-                && hosts_overlap(&i.app.tenant.hosts, &runtime.hosts)
-        }) {
+        let candidate = Claim {
+            tenant,
+            app: name,
+            hosts: &runtime.hosts,
+            route: &route,
+        };
+        let held = installed.iter().map(|((tenant, app), i)| Claim {
+            tenant,
+            app,
+            hosts: &i.app.tenant.hosts,
+            route: &i.app.route,
+        });
+        if let Some(conflict) = routes::conflict(held, &candidate) {
             return Err(error(
                 StatusCode::CONFLICT,
-                &format!(
-                    "route {route} is already served by app `{other}` of tenant `{other_tenant}`"
-                ),
+                &format!("route {route} cannot be mounted: {conflict}"),
             ));
         }
 
@@ -354,11 +361,6 @@ fn deployed(installed: &[(AppKey, Installed)], except: Option<&AppKey>) -> Vec<D
             Origin::Config(_) => None,
         })
         .collect()
-}
-
-/// Whether two tenants' host lists can route the same request (empty: any host).
-fn hosts_overlap(a: &[String], b: &[String]) -> bool {
-    (a.is_empty() && b.is_empty()) || a.iter().any(|h| b.contains(h))
 }
 
 fn describe((tenant, name): &AppKey, installed: &Installed) -> Value {

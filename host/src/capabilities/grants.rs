@@ -21,19 +21,17 @@ pub enum Refusal {
 
 impl<T: Clone> Grants<T> {
     /// `kind` names the resource in log lines ("key-value store", "Redis pool"), `section`
-    /// the config table resources of its kind are declared in ("stores", "pools").
+    /// the config table resources of its kind are declared in ("stores", "pools"); `all` are
+    /// every configured resource, with what this tenant would get of it (`None`: nothing).
     pub fn new<'a>(
         kind: &'static str,
         section: &'static str,
         granted: &[String],
-        all: impl IntoIterator<Item = (&'a String, &'a T)>,
-    ) -> Grants<T>
-    where
-        T: 'a,
-    {
+        all: impl IntoIterator<Item = (&'a String, Option<T>)>,
+    ) -> Grants<T> {
         let entries = all
             .into_iter()
-            .map(|(name, item)| (name.clone(), granted.contains(name).then(|| item.clone())))
+            .map(|(name, item)| (name.clone(), item.filter(|_| granted.contains(name))))
             .collect();
         Grants {
             kind,
@@ -82,7 +80,12 @@ mod tests {
     #[test]
     fn granted_not_granted_and_unknown_are_told_apart() {
         let all: HashMap<String, u8> = [("a".to_string(), 1), ("b".to_string(), 2)].into();
-        let grants = Grants::new("pool", "pools", &["a".to_string()], &all);
+        let grants = Grants::new(
+            "pool",
+            "pools",
+            &["a".to_string()],
+            all.iter().map(|(n, v)| (n, Some(*v))),
+        );
         assert_eq!(grants.open("a"), Ok(&1));
         assert_eq!(grants.open("b"), Err(Refusal::NotGranted));
         assert_eq!(grants.open("c"), Err(Refusal::NoSuch));

@@ -94,7 +94,7 @@ impl LineWriter {
             return;
         }
         let text = String::from_utf8_lossy(&self.line);
-        let text = text.trim_end_matches('\r');
+        let text = printable(text.trim_end_matches('\r'));
         let _enter = self.span.enter();
         match self.stream {
             Stream::Stdout => tracing::info!(target: "guest", stream = "stdout", "{text}"),
@@ -102,6 +102,25 @@ impl LineWriter {
         }
         self.line.clear();
     }
+}
+
+/// A guest's line as the log shows it: control characters (terminal escapes, carriage
+/// returns, backspaces) would let a guest rewrite or forge the host's log lines, so they are
+/// written as escapes (`\u{1b}`).
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| c.is_control() && c != '\t';
+    if !text.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if hidden(c) {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(shown)
 }
 
 impl Drop for LineWriter {
@@ -146,5 +165,19 @@ impl tokio::io::AsyncWrite for LineWriter {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn a_guest_cannot_write_terminal_escapes_or_carriage_returns_into_the_log() {
+        assert_eq!(printable("plain\ttext ✓"), "plain\ttext ✓");
+        assert_eq!(
+            printable("ok\r2026-12-01 INFO forged\u{1b}[2K"),
+            "ok\\r2026-12-01 INFO forged\\u{1b}[2K"
+        );
     }
 }

@@ -1,21 +1,30 @@
 //! `hostel:host/postgres` over host-held PostgreSQL pools.
 //!
-//! App-lifetime state: one [`PostgresPool`] per distinct `[pools]` entry of kind `postgres`.
-//! Request-lifetime state: the guest's `connection`s (a pool name, nothing held) and
+//! App-lifetime state: one [`PostgresPools`] per distinct `[pools]` entry of kind `postgres`:
+//! one login's pool for the one tenant granted a pool with a `url`, or a pool per tenant, each
+//! on the tenant's own login role and database ([`tenants`]), for a pool with an `admin_url`.
+//! Request-lifetime state: the guest's `connection`s (a pool, nothing held) and
 //! `transaction`s (a leased connection each), in its resource table. A transaction the guest
 //! does not finish — dropped, trapped, timed out — is rolled back when the table drops with
-//! the sandbox, and its connection goes back to the pool; see [`pool::Lease`]. Every failure
-//! reaches the guest as an `error` value, never as a trap.
+//! the sandbox; every connection goes back to its pool in the state of a new one
+//! ([`hygiene`]). Every failure reaches the guest as an `error` value, never as a trap.
 
+mod hygiene;
 mod pool;
+mod server;
+mod tenants;
 mod values;
 
 pub use pool::PostgresPool;
 
 use super::grants::Refusal;
 use crate::apps::TenantRuntime;
+use crate::config::{PoolConfig, Tenancy};
 use crate::sandbox::SandboxState;
-use anyhow::Result;
+use anyhow::{Context, Result};
+use pool::{Answer, Want};
+use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
@@ -32,6 +41,92 @@ mod bindings {
 }
 
 use bindings::hostel::host::postgres::{self as wit, Error, Rows, Value};
+
+/// A configured PostgreSQL pool: one login for the one tenant granted it, or a login, a
+/// database and a pool of connections per tenant granted it.
+pub enum PostgresPools {
+    Dedicated {
+        pool: Arc<PostgresPool>,
+        /// Where and as whom it logs in (see [`PostgresPools::dedicated_login`]).
+        identity: String,
+    },
+    PerTenant(HashMap<String, Arc<PostgresPool>>),
+}
+
+impl PostgresPools {
+    /// Creates the pools of a `[pools]` entry without connecting; `tenants` are the tenants
+    /// granted it (for a per-tenant pool, each gets its own).
+    pub fn open(name: &str, config: &PoolConfig, tenants: &[String]) -> Result<Arc<PostgresPools>> {
+        let admin = server::Server::from_pool(config).with_context(|| {
+            format!(
+                "invalid PostgreSQL URL for pool {name:?} ({})",
+                config.address()
+            )
+        })?;
+        Ok(Arc::new(match config.tenancy {
+            Tenancy::Dedicated => PostgresPools::Dedicated {
+                identity: admin.identity(),
+                pool: PostgresPool::new(name, admin, config)?,
+            },
+            Tenancy::PerTenant => {
+                let provisioner = Arc::new(tenants::Provisioner::new(admin)?);
+                let pools = tenants
+                    .iter()
+                    .map(|tenant| {
+                        let pool =
+                            PostgresPool::for_tenant(name, tenant, provisioner.clone(), config)?;
+                        Ok((tenant.clone(), pool))
+                    })
+                    .collect::<Result<_>>()?;
+                PostgresPools::PerTenant(pools)
+            }
+        }))
+    }
+
+    /// The pool `tenant`'s statements use, if it has one here.
+    pub fn for_tenant(&self, tenant: &str) -> Option<Arc<PostgresPool>> {
+        match self {
+            PostgresPools::Dedicated { pool, .. } => Some(pool.clone()),
+            PostgresPools::PerTenant(pools) => pools.get(tenant).cloned(),
+        }
+    }
+
+    /// For a dedicated pool, the server, port, database and user it logs in as: two tenants
+    /// with the same one could read each other's tables.
+    pub fn dedicated_login(&self) -> Option<&str> {
+        match self {
+            PostgresPools::Dedicated { identity, .. } => Some(identity),
+            PostgresPools::PerTenant(_) => None,
+        }
+    }
+
+    fn each(&self) -> Vec<&Arc<PostgresPool>> {
+        match self {
+            PostgresPools::Dedicated { pool, .. } => vec![pool],
+            PostgresPools::PerTenant(pools) => pools.values().collect(),
+        }
+    }
+}
+
+impl crate::pools::ServerPool for PostgresPools {
+    /// Every pool answers (a per-tenant pool: every tenant's login is provisioned and works).
+    fn check(&self) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
+        Box::pin(async move {
+            for pool in self.each() {
+                pool.check().await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn reap_idle(&self) {
+        self.each().into_iter().for_each(|p| p.reap_idle());
+    }
+
+    fn close(&self) {
+        self.each().into_iter().for_each(|p| p.close());
+    }
+}
 
 /// A guest's handle on a granted pool; each statement leases a connection for itself.
 pub struct Connection {
@@ -79,6 +174,22 @@ pub fn add_to_linker(linker: &mut Linker<SandboxState>) -> Result<()> {
 
 type Outcome<T> = wasmtime::Result<Result<T, Error>>;
 
+/// The rows of a statement run for its rows.
+fn rows(answer: Answer) -> Rows {
+    match answer {
+        Answer::Rows(rows) => rows,
+        Answer::Affected(_) => unreachable!("asked for rows"),
+    }
+}
+
+/// The count of a statement run for its affected rows.
+fn affected(answer: Answer) -> u64 {
+    match answer {
+        Answer::Affected(n) => n,
+        Answer::Rows(rows) => rows.rows.len() as u64,
+    }
+}
+
 impl wit::Host for Postgres<'_> {}
 
 impl wit::HostConnection for Postgres<'_> {
@@ -101,8 +212,8 @@ impl wit::HostConnection for Postgres<'_> {
         params: Vec<Value>,
     ) -> Outcome<Rows> {
         let pool = self.table.get(&conn)?.pool.clone();
-        let outcome = async { pool.lease().await?.query(&sql, params).await }.await;
-        Ok(pool.report(outcome))
+        let outcome = async { pool.lease().await?.alone(&sql, params, Want::Rows).await }.await;
+        Ok(pool.report(outcome).map(rows))
     }
 
     async fn execute(
@@ -112,8 +223,14 @@ impl wit::HostConnection for Postgres<'_> {
         params: Vec<Value>,
     ) -> Outcome<u64> {
         let pool = self.table.get(&conn)?.pool.clone();
-        let outcome = async { pool.lease().await?.execute(&sql, params).await }.await;
-        Ok(pool.report(outcome))
+        let outcome = async {
+            pool.lease()
+                .await?
+                .alone(&sql, params, Want::Affected)
+                .await
+        }
+        .await;
+        Ok(pool.report(outcome).map(affected))
     }
 
     async fn begin(&mut self, conn: Resource<Connection>) -> Outcome<Resource<Transaction>> {
@@ -149,8 +266,8 @@ impl wit::HostTransaction for Postgres<'_> {
         params: Vec<Value>,
     ) -> Outcome<Rows> {
         let tx = self.table.get_mut(&tx)?;
-        let outcome = async { tx.lease()?.query(&sql, params).await }.await;
-        Ok(tx.pool.report(outcome))
+        let outcome = async { tx.lease()?.in_transaction(&sql, params, Want::Rows).await }.await;
+        Ok(tx.pool.report(outcome).map(rows))
     }
 
     async fn execute(
@@ -160,8 +277,13 @@ impl wit::HostTransaction for Postgres<'_> {
         params: Vec<Value>,
     ) -> Outcome<u64> {
         let tx = self.table.get_mut(&tx)?;
-        let outcome = async { tx.lease()?.execute(&sql, params).await }.await;
-        Ok(tx.pool.report(outcome))
+        let outcome = async {
+            tx.lease()?
+                .in_transaction(&sql, params, Want::Affected)
+                .await
+        }
+        .await;
+        Ok(tx.pool.report(outcome).map(affected))
     }
 
     async fn commit(&mut self, tx: Resource<Transaction>) -> Outcome<()> {

@@ -11,15 +11,16 @@
 mod namespace;
 mod pool;
 
+use pool::Leased;
 pub use pool::RedisPool;
 
 use super::grants::Refusal;
 use crate::apps::TenantRuntime;
 use crate::sandbox::SandboxState;
 use anyhow::Result;
-use namespace::Prepared;
+use namespace::{On, Prepared};
 use redis::Value as Reply;
-use redis::aio::ConnectionLike;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
@@ -43,11 +44,11 @@ pub struct RedisHandle {
     namespace: Arc<str>,
 }
 
-/// A connection leased to one guest. A WATCH left behind is cleared by the pool when the
-/// connection comes back (deadpool-redis sends UNWATCH before reuse); a command still in
-/// flight is not, so such a connection is closed instead.
+/// A connection leased to one guest. Whatever it left behind (WATCH, ...) is cleared by the
+/// pool's `RESET` before the next borrower gets it; a command still in flight could answer the
+/// next borrower, so such a connection is closed instead.
 pub struct RedisLease {
-    connection: Option<deadpool_redis::Connection>,
+    connection: Option<Leased>,
     namespace: Arc<str>,
     in_flight: bool,
 }
@@ -59,7 +60,7 @@ impl Drop for RedisLease {
         {
             // Closing the connection ends a blocked command or an unfinished MULTI on the
             // server; the pool opens a fresh one when it needs it.
-            drop(deadpool_redis::Connection::take(connection));
+            drop(Leased::take(connection));
         }
     }
 }
@@ -113,6 +114,7 @@ fn unavailable(e: anyhow::Error) -> Error {
             why.push_str(&cause);
         }
     }
+    let why = crate::secrets::redact_text(&why);
     tracing::warn!("{why}");
     Error::Unavailable(why)
 }
@@ -188,8 +190,8 @@ async fn send(
     values(reply, prefix.as_deref())
 }
 
-fn prepare(namespace: &str, command: &Command) -> Result<Prepared, Error> {
-    namespace::prepare(namespace, &command.name, &command.args).map_err(Error::Refused)
+fn prepare(namespace: &str, command: &Command, on: On) -> Result<Prepared, Error> {
+    namespace::prepare(namespace, &command.name, &command.args, on).map_err(Error::Refused)
 }
 
 /// `name key values...`: a key and binary values.
@@ -223,7 +225,7 @@ impl Redis<'_> {
     ) -> wasmtime::Result<Result<Reply, Error>> {
         let (pool, namespace) = self.parts(handle)?;
         Ok(async {
-            let prepared = prepare(&namespace, &command)?;
+            let prepared = prepare(&namespace, &command, On::Shared)?;
             let mut connection = pool.shared().await.map_err(unavailable)?;
             prepared
                 .cmd
@@ -487,7 +489,7 @@ impl wit::HostConnection for Redis<'_> {
     ) -> wasmtime::Result<Result<Vec<Value>, Error>> {
         let (pool, namespace) = self.parts(&h)?;
         Ok(async {
-            let prepared = prepare(&namespace, &command)?;
+            let prepared = prepare(&namespace, &command, On::Shared)?;
             let mut connection = pool.shared().await.map_err(unavailable)?;
             send(&mut connection, &namespace, prepared).await
         }
@@ -503,7 +505,7 @@ impl wit::HostConnection for Redis<'_> {
         Ok(async {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
-            let strips = add_all(&mut pipe, &namespace, &commands)?;
+            let strips = add_all(&mut pipe, &namespace, &commands, On::Shared)?;
             let mut connection = pool.shared().await.map_err(unavailable)?;
             let reply: Reply = pipe
                 .query_async(&mut connection)
@@ -542,11 +544,12 @@ fn add_all(
     pipe: &mut redis::Pipeline,
     namespace: &str,
     commands: &[Command],
+    on: On,
 ) -> Result<Vec<bool>, Error> {
     commands
         .iter()
         .map(|command| {
-            let prepared = prepare(namespace, command)?;
+            let prepared = prepare(namespace, command, on)?;
             pipe.add_command(prepared.cmd);
             Ok(prepared.strip_key_from_reply)
         })
@@ -580,7 +583,7 @@ impl wit::HostTransaction for Redis<'_> {
     ) -> wasmtime::Result<Result<(), Error>> {
         let command = command("WATCH", keys);
         self.on_lease(&t, async move |connection, namespace| {
-            let prepared = prepare(&namespace, &command)?;
+            let prepared = prepare(&namespace, &command, On::Leased)?;
             send(connection, &namespace, prepared).await.map(drop)
         })
         .await
@@ -592,7 +595,7 @@ impl wit::HostTransaction for Redis<'_> {
         command: Command,
     ) -> wasmtime::Result<Result<Vec<Value>, Error>> {
         self.on_lease(&t, async move |connection, namespace| {
-            let prepared = prepare(&namespace, &command)?;
+            let prepared = prepare(&namespace, &command, On::Leased)?;
             send(connection, &namespace, prepared).await
         })
         .await
@@ -606,7 +609,7 @@ impl wit::HostTransaction for Redis<'_> {
         self.on_lease(&t, async move |connection, namespace| {
             let mut pipe = redis::pipe();
             pipe.atomic().ignore_errors();
-            let strips = add_all(&mut pipe, &namespace, &commands)?;
+            let strips = add_all(&mut pipe, &namespace, &commands, On::Leased)?;
             let reply: Reply = pipe.query_async(connection).await.map_err(error_from)?;
             match reply {
                 // A watched key changed: nothing was applied.
@@ -629,7 +632,7 @@ impl Redis<'_> {
     async fn on_lease<T>(
         &mut self,
         t: &Resource<RedisLease>,
-        op: impl AsyncFnOnce(&mut deadpool_redis::Connection, Arc<str>) -> Result<T, Error>,
+        op: impl AsyncFnOnce(&mut MultiplexedConnection, Arc<str>) -> Result<T, Error>,
     ) -> wasmtime::Result<Result<T, Error>> {
         let lease = self.lease(t)?;
         let namespace = lease.namespace.clone();
@@ -639,7 +642,7 @@ impl Redis<'_> {
             )));
         };
         lease.in_flight = true;
-        let outcome = op(connection, namespace).await;
+        let outcome = op(&mut *connection, namespace).await;
         lease.in_flight = false;
         Ok(outcome)
     }

@@ -2,6 +2,9 @@
 //! takes and returns. Conversions are checked before the statement runs, so a mistake is a
 //! `conversion` error naming the parameter or column, never a half-run statement.
 
+#[cfg(test)]
+mod fuzz;
+
 use super::bindings::hostel::host::postgres::{Column, Timestamp, Value};
 use bytes::{BufMut, BytesMut};
 use std::error::Error as StdError;
@@ -87,6 +90,26 @@ pub enum Param {
     Jsonb(String),
     Timestamp(SystemTime),
     Uuid(uuid::Uuid),
+}
+
+impl Param {
+    /// The guest's value again, to convert for another statement.
+    pub fn into_value(self) -> Value {
+        match self {
+            Param::Null => Value::Null,
+            Param::Bool(b) => Value::Boolean(b),
+            Param::Int2(n) => Value::Int16(n),
+            Param::Int4(n) => Value::Int32(n),
+            Param::Int8(n) => Value::Int64(n),
+            Param::Float4(f) => Value::Float32(f),
+            Param::Float8(f) => Value::Float64(f),
+            Param::Text(s) => Value::Text(s),
+            Param::Bytes(b) => Value::Bytes(b),
+            Param::Json(s) | Param::Jsonb(s) => Value::Json(s),
+            Param::Timestamp(t) => Value::Timestamp(timestamp(t)),
+            Param::Uuid(u) => Value::Uuid(u.as_u64_pair()),
+        }
+    }
 }
 
 /// Converts the guest's parameters to the types `statement` takes. The error names the
@@ -186,7 +209,10 @@ fn system_time(t: Timestamp) -> Result<SystemTime, String> {
     } else {
         UNIX_EPOCH.checked_sub(Duration::from_secs(t.seconds.unsigned_abs()))
     };
-    time.and_then(|time| time.checked_add(Duration::from_nanos(u64::from(t.nanoseconds))))
+    // PostgreSQL keeps microseconds. Truncate here, the same way for every date: the encoder
+    // rounds towards 2000-01-01, which is up for instants before it (found by fuzzing).
+    let micros = Duration::from_micros(u64::from(t.nanoseconds / 1_000));
+    time.and_then(|time| time.checked_add(micros))
         .ok_or_else(out_of_range)
 }
 
@@ -330,6 +356,22 @@ mod tests {
             })
             .is_err()
         );
+        // Below a microsecond is dropped the same way before 2000 as after (the fuzzer found
+        // 1970-01-01T00:00:00.000000001 coming back as .000001).
+        for (seconds, nanoseconds, kept) in [
+            (0, 1, 0),
+            (-1, 999_999_999, 999_999_000),
+            (2_000_000_000, 1_999, 1_000),
+        ] {
+            let back = timestamp(
+                system_time(Timestamp {
+                    seconds,
+                    nanoseconds,
+                })
+                .unwrap(),
+            );
+            assert_eq!((back.seconds, back.nanoseconds), (seconds, kept));
+        }
     }
 
     #[test]

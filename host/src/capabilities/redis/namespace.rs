@@ -3,6 +3,9 @@
 //! another's data. A command is only sent when the host knows where its keys are; everything
 //! else — KEYS, SCAN, FLUSHDB, EVAL, CONFIG, SELECT, CLIENT, ... — is refused.
 
+#[cfg(test)]
+mod fuzz;
+
 /// Where a command's keys are among its arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Keys {
@@ -143,6 +146,22 @@ const COMMANDS: &[(&str, Keys)] = &[
     ("UNWATCH", Keys::None),
 ];
 
+/// Commands that hold their connection (blocking, or state for a later EXEC): sent only on a
+/// leased connection, never on the one every tenant's plain commands share, where a
+/// `BLPOP key 0` would stall everyone's commands behind it.
+const LEASED_ONLY: &[&str] = &[
+    "BLPOP", "BRPOP", "BLMOVE", "BZPOPMIN", "BZPOPMAX", "WATCH", "UNWATCH",
+];
+
+/// Which connection a command goes out on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum On {
+    /// The pool's multiplexed connection, shared by every request of every tenant.
+    Shared,
+    /// A connection leased to this guest (a transaction).
+    Leased,
+}
+
 /// A guest command turned into one the host may send.
 #[derive(Debug)]
 pub struct Prepared {
@@ -152,7 +171,7 @@ pub struct Prepared {
 }
 
 /// Prefixes the command's keys with `namespace:`; `Err` says why the command is refused.
-pub fn prepare(namespace: &str, name: &str, args: &[Vec<u8>]) -> Result<Prepared, String> {
+pub fn prepare(namespace: &str, name: &str, args: &[Vec<u8>], on: On) -> Result<Prepared, String> {
     let upper = name.to_ascii_uppercase();
     let Some(&(_, keys)) = COMMANDS.iter().find(|(command, _)| *command == upper) else {
         return Err(format!(
@@ -160,6 +179,12 @@ pub fn prepare(namespace: &str, name: &str, args: &[Vec<u8>]) -> Result<Prepared
              namespace per tenant (no KEYS, SCAN, FLUSHDB, EVAL, CONFIG, SELECT, ...)"
         ));
     };
+    if on == On::Shared && LEASED_ONLY.contains(&upper.as_str()) {
+        return Err(format!(
+            "{upper} holds its connection: send it in a transaction (a leased connection), not \
+             on the connection every request shares"
+        ));
+    }
     let is_key = |i: usize| match keys {
         Keys::None => false,
         Keys::First => i == 0,
@@ -197,7 +222,7 @@ mod tests {
 
     fn packed(namespace: &str, name: &str, args: &[&str]) -> Result<Vec<Vec<u8>>, String> {
         let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
-        let prepared = prepare(namespace, name, &args)?;
+        let prepared = prepare(namespace, name, &args, On::Leased)?;
         Ok(prepared
             .cmd
             .args_iter()
@@ -266,6 +291,19 @@ mod tests {
         ] {
             let err = packed("tenant:a", name, &["x"]).unwrap_err();
             assert!(err.contains("not available"), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn blocking_commands_and_watch_need_a_leased_connection() {
+        for name in ["BLPOP", "brpop", "BLMOVE", "BZPOPMIN", "WATCH", "UNWATCH"] {
+            let args = vec![b"k".to_vec(), b"0".to_vec()];
+            let err = prepare("tenant:a", name, &args, On::Shared).unwrap_err();
+            assert!(err.contains("transaction"), "{name}: {err}");
+            assert!(
+                prepare("tenant:a", name, &args, On::Leased).is_ok(),
+                "{name}"
+            );
         }
     }
 }

@@ -12,12 +12,16 @@
 //! - `bad-sql`, `missing-table`: the error the server reports
 //! - `open?POOL`: open a pool by name and run `SELECT 1`
 //! - `finished`: use a transaction after its commit
+//! - `sql` (POST): whatever SQL the body says, as a hostile tenant would send it:
+//!   `{"pool": "db", "transaction": "commit" | "rollback" | "open" | null,
+//!     "statements": [{"sql": "...", "params": [1, "x", null, true], "rows": true}]}`;
+//!   each statement's rows (values as JSON) or error, in order
 
 use hostel_guest::pg::{self, Connection, Json, Timestamp, ToValue, Uuid, Value};
 use hostel_guest::{Request, Response};
 use serde_json::{Value as JsonValue, json};
 
-fn probe(req: Request) -> Response {
+fn probe(mut req: Request) -> Response {
     let query = req.query().unwrap_or("").to_string();
     let result = match req.path().rsplit('/').next().unwrap_or("") {
         "roundtrip" => roundtrip(),
@@ -50,6 +54,16 @@ fn probe(req: Request) -> Response {
             Ok(json!("opened"))
         }),
         "finished" => finished(),
+        "sql" => {
+            let mut body = Vec::new();
+            if let Err(e) = std::io::Read::read_to_end(&mut req.body(), &mut body) {
+                return Response::text(400, format!("cannot read the body: {e}"));
+            }
+            match serde_json::from_slice::<JsonValue>(&body) {
+                Ok(script) => run_script(&script),
+                Err(e) => return Response::text(400, format!("not JSON: {e}")),
+            }
+        }
         _ => return Response::text(404, "unknown probe"),
     };
     let body = match result {
@@ -57,6 +71,88 @@ fn probe(req: Request) -> Response {
         Err(e) => json!({ "error": describe(&e) }),
     };
     Response::json(200, body.to_string())
+}
+
+/// Runs a hostile tenant's script (see the module comment): every statement's outcome.
+fn run_script(script: &JsonValue) -> Result<JsonValue, pg::Error> {
+    let db = Connection::open(script["pool"].as_str().unwrap_or("db"))?;
+    let statements = script["statements"].as_array().cloned().unwrap_or_default();
+    let transaction = script["transaction"].as_str();
+    let tx = match transaction {
+        Some(_) => Some(db.begin()?),
+        None => None,
+    };
+    let mut results = Vec::new();
+    for statement in &statements {
+        let sql = statement["sql"].as_str().unwrap_or("");
+        let params: Vec<Value> = statement["params"]
+            .as_array()
+            .map(|ps| ps.iter().map(json_to_value).collect())
+            .unwrap_or_default();
+        let refs: Vec<&dyn ToValue> = params.iter().map(|p| p as &dyn ToValue).collect();
+        let rows = statement["rows"].as_bool().unwrap_or(true);
+        let outcome = match (&tx, rows) {
+            (Some(tx), true) => tx.query(sql, &refs).map(rows_json),
+            (Some(tx), false) => tx.execute(sql, &refs).map(|n| json!(n)),
+            (None, true) => db.query(sql, &refs).map(rows_json),
+            (None, false) => db.execute(sql, &refs).map(|n| json!(n)),
+        };
+        results.push(match outcome {
+            Ok(value) => json!({ "ok": value }),
+            Err(e) => json!({ "error": describe(&e) }),
+        });
+    }
+    let finished = match (tx, transaction) {
+        (Some(tx), Some("commit")) => Some(tx.commit()),
+        (Some(tx), Some("rollback")) => Some(tx.rollback()),
+        // "open": left for the host to clean up when the request ends.
+        (Some(tx), _) => {
+            std::mem::forget(tx);
+            None
+        }
+        (None, _) => None,
+    };
+    let finished = match finished {
+        Some(Ok(())) => json!("ok"),
+        Some(Err(e)) => json!({ "error": describe(&e) }),
+        None => JsonValue::Null,
+    };
+    Ok(json!({ "results": results, "finished": finished }))
+}
+
+fn json_to_value(value: &JsonValue) -> Value {
+    match value {
+        JsonValue::Null => Value::Null,
+        JsonValue::Bool(b) => Value::Boolean(*b),
+        JsonValue::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int64(i),
+            None => Value::Float64(n.as_f64().unwrap_or_default()),
+        },
+        JsonValue::String(s) => Value::Text(s.clone()),
+        other => Value::Json(other.to_string()),
+    }
+}
+
+/// Rows as lists of JSON values (text, numbers, booleans, null; anything else as its debug form).
+fn rows_json(rows: Vec<pg::Row>) -> JsonValue {
+    rows.into_iter()
+        .map(|row| {
+            row.into_values()
+                .into_iter()
+                .map(|v| match v {
+                    Value::Null => JsonValue::Null,
+                    Value::Boolean(b) => json!(b),
+                    Value::Int16(n) => json!(n),
+                    Value::Int32(n) => json!(n),
+                    Value::Int64(n) => json!(n),
+                    Value::Float32(f) => json!(f),
+                    Value::Float64(f) => json!(f),
+                    Value::Text(s) | Value::Json(s) => json!(s),
+                    other => json!(format!("{other:?}")),
+                })
+                .collect::<JsonValue>()
+        })
+        .collect()
 }
 
 fn db() -> Result<Connection, pg::Error> {

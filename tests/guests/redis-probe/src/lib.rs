@@ -124,7 +124,13 @@ fn execute(r: &Redis) -> Result<String, Error> {
     writeln!(out, "zrange {}", top.join(",")).unwrap();
     // A blocking pop names the key it popped from: without the host's prefix.
     r.execute(cmd("RPUSH").arg("queue").arg("job"))?;
-    let popped = r.execute(cmd("BLPOP").arg("queue").arg(1))?;
+    // It holds its connection, so not on the one every request shares: in a transaction.
+    match r.execute(cmd("BLPOP").arg("queue").arg(1)) {
+        Err(Error::Refused(_)) => writeln!(out, "BLPOP refused on the shared connection"),
+        other => writeln!(out, "BLPOP NOT refused on the shared connection: {other:?}"),
+    }
+    .unwrap();
+    let popped = r.transaction()?.execute(cmd("BLPOP").arg("queue").arg(1))?;
     let popped: Vec<String> = popped.iter().filter_map(Value::as_text).collect();
     writeln!(out, "blpop {}", popped.join(",")).unwrap();
     for refused in ["KEYS", "FLUSHDB", "SCAN", "EVAL", "CONFIG"] {

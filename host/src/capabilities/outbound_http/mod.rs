@@ -1,14 +1,17 @@
 //! `wasi:http/outgoing-handler`: guests call out through one pooled keep-alive client per
-//! tenant, and only to the hosts their tenant was granted.
+//! tenant, and only to the hosts and addresses their tenant was granted ([`egress`]).
 //!
 //! App-lifetime state is the tenant's [`OutboundClient`] (hyper-util's pooled client, HTTP/1.1
 //! and HTTP/2, https through rustls with the webpki roots): connections are reused across
 //! requests and never shared between tenants. Request-lifetime state is [`OutboundHttp`], the
-//! `WasiHttpHooks` of one sandbox. The grant check happens before any connection is made, so a
-//! denied call fails at once with `HTTP-request-denied` instead of hanging.
+//! `WasiHttpHooks` of one sandbox. The grant check happens before any connection is made, and
+//! the client's resolver checks every address it connects to, so a denied call fails at once
+//! with `HTTP-request-denied` instead of hanging.
 
-use crate::config::OutboundRule;
+pub mod egress;
+
 use bytes::Bytes;
+use egress::{Denial, Egress, EgressResolver};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper_rustls::HttpsConnector;
@@ -31,12 +34,13 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// A tenant's pooled outbound HTTP client (cheap to clone: the pool is shared).
 #[derive(Clone)]
 pub struct OutboundClient {
-    client: Client<HttpsConnector<HttpConnector>, WasiBody>,
+    client: Client<HttpsConnector<HttpConnector<EgressResolver>>, WasiBody>,
 }
 
 impl OutboundClient {
-    pub fn new() -> OutboundClient {
-        let mut http = HttpConnector::new();
+    /// A client that connects only where `egress` permits.
+    pub fn new(egress: Arc<Egress>) -> OutboundClient {
+        let mut http = HttpConnector::new_with_resolver(EgressResolver::new(egress));
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
@@ -55,42 +59,23 @@ impl OutboundClient {
     }
 }
 
-impl Default for OutboundClient {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// The per-request hooks: the tenant's grants, its client and what is left of the request's
 /// outbound-call quota.
 pub struct OutboundHttp {
-    rules: Arc<[OutboundRule]>,
+    egress: Arc<Egress>,
     client: OutboundClient,
     calls_left: u32,
     quota: u32,
 }
 
 impl OutboundHttp {
-    pub fn new(rules: Arc<[OutboundRule]>, client: OutboundClient, quota: u32) -> OutboundHttp {
+    pub fn new(egress: Arc<Egress>, client: OutboundClient, quota: u32) -> OutboundHttp {
         OutboundHttp {
-            rules,
+            egress,
             client,
             calls_left: quota,
             quota,
         }
-    }
-
-    fn allows(&self, uri: &http::Uri) -> bool {
-        let scheme = uri.scheme_str().unwrap_or("https");
-        let Some(host) = uri.host() else {
-            return false;
-        };
-        let port = uri
-            .port_u16()
-            .unwrap_or(if scheme == "https" { 443 } else { 80 });
-        self.rules
-            .iter()
-            .any(|rule| rule.allows(scheme, host, port))
     }
 }
 
@@ -105,9 +90,16 @@ impl WasiHttpHooks for OutboundHttp {
         fut: IoFuture,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         drop(fut);
-        if !self.allows(request.uri()) {
-            tracing::warn!(uri = %request.uri(), "outbound request denied: host not granted to this tenant");
-            return Box::new(async { Err(Error::HttpRequestDenied) });
+        match self.egress.check(request.uri()) {
+            Ok(()) => {}
+            Err(Denial::NotGranted) => {
+                tracing::warn!(uri = %request.uri(), "outbound request denied: host not granted to this tenant (grants.outbound)");
+                return Box::new(async { Err(Error::HttpRequestDenied) });
+            }
+            Err(Denial::Address(address)) => {
+                tracing::warn!(uri = %request.uri(), %address, "outbound request denied: the address is not public and not granted (grants.outbound_networks)");
+                return Box::new(async { Err(Error::HttpRequestDenied) });
+            }
         }
         let Some(left) = self.calls_left.checked_sub(1) else {
             let quota = self.quota;
@@ -144,6 +136,10 @@ impl WasiHttpHooks for OutboundHttp {
 }
 
 fn client_error(e: hyper_util::client::legacy::Error) -> Error {
+    if let Some(refused) = egress::refusal_in(&e) {
+        tracing::warn!("outbound request denied: {refused}");
+        return Error::HttpRequestDenied;
+    }
     if e.is_connect() {
         tracing::debug!("outbound connect failed: {e:?}");
         return Error::ConnectionRefused;

@@ -111,3 +111,70 @@ async fn a_hostile_guest_cannot_read_write_or_scan_another_tenants_keys() {
         "999"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_blocking_redis_cannot_stall_another_tenants_commands() {
+    let redis = RedisServer::start().unwrap();
+    let probe = toml_path(&guest("guest-redis-probe"));
+    let config = format!(
+        "[server]\ncode_cache = {cache}\n[defaults.limits]\ntimeout = \"4s\"\n\
+         [pools.cache]\nkind = \"redis\"\nurl = \"{url}\"\n\
+         [tenants.a]\nhosts = [\"a.test\"]\ngrants = {{ pools = [\"cache\"] }}\n\
+         apps.probe = {{ route = \"/probe\", component = {probe} }}\n\
+         [tenants.b]\nhosts = [\"b.test\"]\ngrants = {{ pools = [\"cache\"] }}\n\
+         apps.probe = {{ route = \"/probe\", component = {probe} }}\n",
+        cache = toml_path(&shared_code_cache()),
+        url = redis.url(),
+    );
+    let host = HostProcess::start(&config).unwrap();
+    let client = http1_client();
+    let raw = |tenant: &str, command: &str| {
+        let request = http::Request::get(host.url("/probe/raw"))
+            .header("host", format!("{tenant}.test"))
+            .header("x-command", command)
+            .body(Default::default())
+            .unwrap();
+        send(&client, request)
+    };
+    // On the connection every tenant shares, blocking commands and WATCH are refused.
+    for command in [
+        "BLPOP q 0",
+        "BRPOP q 0",
+        "BLMOVE a b LEFT LEFT 0",
+        "BZPOPMIN z 0",
+        "WATCH k",
+    ] {
+        let reply = raw("b", command).await.unwrap();
+        assert_eq!(reply.status, 500, "{command}: {}", reply.text());
+        assert!(
+            reply.text().contains("Refused") && reply.text().contains("transaction"),
+            "{}",
+            reply.text()
+        );
+    }
+    // B blocks its own leased connections until its deadline; meanwhile A's commands flow.
+    let blocked: Vec<_> = (0..4)
+        .map(|_| {
+            let request = http::Request::get(host.url("/probe/hold?n=1&then=block"))
+                .header("host", "b.test")
+                .body(Default::default())
+                .unwrap();
+            let client = client.clone();
+            tokio::spawn(async move { send(&client, request).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for n in 1..=20 {
+        let reply = raw("a", "INCR served").await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert!(
+            reply.text().contains(&format!("Int({n})")),
+            "{}",
+            reply.text()
+        );
+    }
+    for request in blocked {
+        assert_eq!(request.await.unwrap().unwrap().status, 504);
+    }
+    assert_eq!(redis.cli(&["GET", "tenant:a:served"]).unwrap().trim(), "20");
+}
