@@ -10,8 +10,8 @@ hygiene) and `--after` — on two workloads:
 
 Hostel on core 0, wrk and the database on core 1. Prints requests/s, p50/p99, non-2xx
 answers, and CPU µs per request of Hostel and of the database server, and the after ÷ before
-ratios. With `--sql` it also prices each way of resetting a PostgreSQL session in SQL alone
-(pgbench, one connection): nothing, the host's reset, DISCARD ALL.
+ratios. With `--pg-reset BINARY` it also prices each way of resetting a PostgreSQL session
+(`bench/pg-reset`: server CPU per statement on one connection, each way in one round trip).
 """
 
 import argparse
@@ -108,35 +108,14 @@ class Postgres:
         self.proc.wait()
 
 
-def pgbench_sql_ways(pg: Postgres, duration: int) -> None:
-    """Each way of resetting a session, priced by pgbench on one connection (µs per statement
-    plus its reset)."""
-    reset = ("SELECT pg_catalog.current_setting('hostel.open_transaction', true), "
-             "pg_catalog.array_to_string(ARRAY(SELECT pg_catalog.quote_ident(name) "
-             "FROM pg_catalog.pg_prepared_statements WHERE from_sql), ','); "
-             "SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; RESET ALL; CLOSE ALL; UNLISTEN *; "
-             "SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES")
-    probe = "SELECT pg_catalog.set_config('hostel.open_transaction', 'yes', true)"
-    ways = {
-        "statement alone": ["SELECT 1;"],
-        "statement + host reset (probe, reset)": ["SELECT 1;", probe + ";", reset + ";"],
-        "statement + RESET ALL + ROLLBACK": ["SELECT 1;", "RESET ALL;", "ROLLBACK;"],
-        "statement + DISCARD ALL (statements prepared again)": ["SELECT 1;", "DISCARD ALL;"],
-    }
-    print("\n| way (pgbench, 1 connection, simple protocol) | transactions/s | latency ms | µs over alone |")
-    print("|---|---|---|---|")
-    base = None
-    for name, lines in ways.items():
-        script = pg.dir / "way.sql"
-        script.write_text("\n".join(lines) + "\n")
-        os.chmod(script, 0o644)
-        out = subprocess.run(["taskset", "-c", "0", pg.bin / "pgbench", "-h", "127.0.0.1", "-p", str(pg.port),
-                              "-U", "postgres", "-n", "-c", "1", "-T", str(duration), "-f", script, "bench"],
-                             capture_output=True, text=True, check=True).stdout
-        tps = float(out.split("tps = ")[1].split()[0])
-        latency = float(out.split("latency average = ")[1].split()[0])
-        base = base or latency
-        print(f"| {name} | {tps:.0f} | {latency:.3f} | {1000 * (latency - base):.0f} |")
+def reset_ways(pg: Postgres, pg_reset: str) -> None:
+    """Each way of resetting a session, priced by `bench/pg-reset` on one connection: server
+    CPU µs per statement plus its reset, sent in one round trip as Hostel sends them."""
+    out = subprocess.run(["taskset", "-c", "0", pg_reset,
+                          f"host=127.0.0.1 port={pg.port} user=postgres dbname=bench",
+                          "SELECT id, title, done, created_at FROM todos ORDER BY id", "20000"],
+                         capture_output=True, text=True, check=True).stdout
+    print("\n" + out)
 
 
 def main() -> None:
@@ -148,12 +127,13 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--sql", action="store_true", help="also price the SQL of each way")
+    ap.add_argument("--pg-reset", help="bench/pg-reset, to price each way of resetting a session")
     args = ap.parse_args()
     if not shutil.which("redis-server"):
         sys.exit("redis-server is missing: apt-get install redis-server")
 
     work = Path(tempfile.mkdtemp(prefix="hostel-bench-hygiene-"))
+    os.chmod(work, 0o755)  # the postgres user works below it
     pg = Postgres(work, "1")
     pg.psql("CREATE TABLE todos (id bigserial PRIMARY KEY, title text NOT NULL, done boolean NOT NULL "
             "DEFAULT false, created_at timestamptz NOT NULL DEFAULT now()); "
@@ -194,8 +174,8 @@ def main() -> None:
                           f"non-2xx {r['bad']} hostel {r['host_us']:.0f} µs/req db {r['db_us']:.0f} µs/req "
                           f"{r['errors']}", file=sys.stderr, flush=True)
                     time.sleep(1)
-        if args.sql:
-            pgbench_sql_ways(pg, args.duration)
+        if args.pg_reset:
+            reset_ways(pg, args.pg_reset)
     finally:
         redis.terminate()
         redis.wait()

@@ -31,9 +31,10 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repository root");
+    // Read when the script runs, not when it is compiled: one compiled script may serve two
+    // checkouts that share a target folder.
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let root = manifest_dir.parent().expect("repository root");
     let mut files = Vec::new();
     for dir in [
         "wit",

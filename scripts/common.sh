@@ -29,7 +29,7 @@ build_guests() {
     say "building guest components (wasm32-wasip2, release)"
     # Every workspace member is a guest except these native ones.
     cargo build --release --target wasm32-wasip2 --workspace \
-        --exclude hostel --exclude hostel-tests --exclude native-hello
+        --exclude hostel --exclude hostel-tests --exclude native-hello --exclude pg-reset
     mkdir -p dist/components
     local dir name
     for dir in components/*/; do

@@ -6,7 +6,7 @@
         tx.execute("INSERT INTO todos (title) VALUES ($1)", "write docs")   # rolls back on error
 
 Parameters: None, bool, int, float, str, bytes, datetime, uuid.UUID, and dict/list (as JSON).
-Columns come back as the same Python types. Statements are prepared once per pooled connection.
+Columns come back as the same Python types. Each statement takes one round trip to the server.
 """
 
 import datetime

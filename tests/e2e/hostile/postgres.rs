@@ -516,3 +516,42 @@ async fn no_acknowledged_write_is_lost_to_a_transaction_another_request_left_ope
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_changed_under_a_statement_the_pool_knows_is_served_in_its_new_shape() {
+    let pg = PostgresServer::start().unwrap();
+    pg.psql("CREATE TABLE kinds (v int4)").unwrap();
+    let host = HostProcess::start(&one_connection_config(&pg)).unwrap();
+    let client = http1_client();
+    let insert = |value: Json| json!({ "sql": "INSERT INTO kinds VALUES ($1)", "params": [value], "rows": false });
+    let (first, _) = sql(&client, &host, "a", None, &[insert(json!(5))]).await;
+    assert_eq!(first[0]["ok"], json!(1), "{first:?}");
+    // The column becomes text: the remembered shape (an int4 parameter) no longer fits.
+    pg.psql("ALTER TABLE kinds ALTER COLUMN v TYPE text")
+        .unwrap();
+    let (second, _) = sql(
+        &client,
+        &host,
+        "a",
+        None,
+        &[
+            insert(json!("five")),
+            json!("SELECT v FROM kinds ORDER BY v"),
+        ],
+    )
+    .await;
+    assert_eq!(second[0]["ok"], json!(1), "{second:?}");
+    assert_eq!(second[1]["ok"], json!([["5"], ["five"]]), "{second:?}");
+    // A column added under a remembered SELECT * comes back with the rest.
+    pg.psql("ALTER TABLE kinds ADD COLUMN n int4 DEFAULT 7")
+        .unwrap();
+    let (third, _) = sql(
+        &client,
+        &host,
+        "a",
+        None,
+        &[json!("SELECT * FROM kinds ORDER BY v")],
+    )
+    .await;
+    assert_eq!(third[0]["ok"], json!([["5", 7], ["five", 7]]), "{third:?}");
+}

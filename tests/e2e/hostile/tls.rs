@@ -139,6 +139,12 @@ async fn postgres_sslmodes_check_what_they_say_and_failures_say_what_to_fix() {
     for ok in ["full-by-name", "ca-only", "require"] {
         assert_eq!(open(&client, &host, ok).await["ok"], "opened", "{ok}");
     }
+    // These pools log in as the superuser: the host says what that lets their tenant do.
+    assert!(
+        host.wait_for_log("superuser or has CREATEROLE"),
+        "{}",
+        host.log()
+    );
     for (refused, needle) in [
         ("full-by-address", "does not name the host"),
         ("public-roots", "ca_file"),

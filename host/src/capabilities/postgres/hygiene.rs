@@ -7,126 +7,44 @@
 //!   would leave the pooled connection inside a transaction, where the next borrower's writes
 //!   would be answered "ok" and later rolled back) and inside it (they would end the host's
 //!   transaction behind its back) — a clear error before anything is sent;
-//! - after the borrow, pipelined behind the guest's last statement (no extra round trip),
-//!   the host resets the session: session and role back to the login, every setting reset,
-//!   cursors closed, LISTEN ended, advisory locks released, temporary objects and sequence
-//!   state dropped, and the guest's own prepared statements deallocated (the host's cached
-//!   ones stay). A transaction still open — however it was opened — is detected by a
-//!   transaction-local probe and rolled back. A connection that cannot be reset is closed.
-//!
-//! Every function is called schema-qualified (`pg_catalog.`), so a guest's own functions on
-//! its `search_path` cannot stand in for them.
+//! - after the borrow, pipelined behind the guest's last statement (no extra round trip), the
+//!   host sends `DISCARD ALL`: session and role back to the login, every setting reset,
+//!   cursors closed, LISTEN ended, advisory locks released, prepared statements, temporary
+//!   objects and sequence state dropped. The host prepares nothing that outlives a statement
+//!   (see [`super::pool`]), so there is nothing of its own to keep. `DISCARD ALL` refuses to
+//!   run inside a transaction block: a transaction still open — however it was opened — shows
+//!   as that refusal, and is rolled back before the session is reset again. A connection that
+//!   cannot be reset is closed.
 
 use super::bindings::hostel::host::postgres::{DbError, Error};
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
-/// Set transaction-locally in a message of its own: still set in the next message only if a
-/// transaction is open across both.
-const PROBE: &str = "SELECT pg_catalog.set_config('hostel.open_transaction', 'yes', true)";
-
-/// Reads the probe and what the guest prepared, then resets the session. One message, run in
-/// an implicit transaction of its own when the session is idle.
-const RESET: &str = "SELECT pg_catalog.current_setting('hostel.open_transaction', true), \
-    pg_catalog.array_to_string(ARRAY(SELECT pg_catalog.quote_ident(name) \
-        FROM pg_catalog.pg_prepared_statements WHERE from_sql), ','); \
-    SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; RESET ALL; CLOSE ALL; UNLISTEN *; \
-    SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
-
-/// What a reset found.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Found {
-    open_transaction: bool,
-    /// The guest's prepared statements, quoted.
-    prepared: Vec<String>,
-}
+/// The state of a fresh session, in one statement (PostgreSQL's own definition of it).
+const RESET: &str = "DISCARD ALL";
 
 /// Why a connection could not be reset (it is then closed, never reused).
 #[derive(Debug)]
 pub struct Unclean(pub String);
 
-/// Resets the session on `client`. Call it without awaiting anything else in between the
-/// statement it follows and this call's first poll, so the probe travels with that statement.
+/// Resets the session on `client`. Poll it together with the statement it follows (`join!`),
+/// so that it travels in the same round trip.
 pub async fn reset(client: &Client) -> Result<(), Unclean> {
-    let (probe, reset) = tokio::join!(client.simple_query(PROBE), client.simple_query(RESET));
-    let state = match (probe, reset) {
-        (Ok(_), Ok(messages)) => found(&messages)?,
-        // The probe fails inside a failed transaction ("commands ignored until end of
-        // transaction block"): one is open.
-        _ => Found {
-            open_transaction: true,
-            prepared: Vec::new(),
-        },
+    let Err(refused) = client.batch_execute(RESET).await else {
+        return Ok(());
     };
-    let state = if state.open_transaction {
-        // The reset above ran inside the open transaction and goes with it: again, after.
-        client
-            .batch_execute("ROLLBACK")
-            .await
-            .map_err(|e| Unclean(format!("cannot roll back a transaction left open: {e}")))?;
-        tracing::warn!("rolled back a transaction a statement left open on a pooled connection");
-        let messages = client
-            .simple_query(RESET)
-            .await
-            .map_err(|e| Unclean(format!("cannot reset the session: {e}")))?;
-        found(&messages)?
-    } else {
-        state
-    };
-    if state.open_transaction {
-        return Err(Unclean("a transaction stays open after ROLLBACK".into()));
+    if refused.as_db_error().is_none() {
+        return Err(Unclean(format!("cannot reset the session: {refused}")));
     }
-    if !state.prepared.is_empty() {
-        let deallocate: String = state
-            .prepared
-            .iter()
-            .map(|name| format!("DEALLOCATE {name};"))
-            .collect();
-        client
-            .batch_execute(&deallocate)
-            .await
-            .map_err(|e| Unclean(format!("cannot deallocate the guest's statements: {e}")))?;
-    }
-    Ok(())
-}
-
-/// The first row of the reset's messages: the probe and the prepared statements.
-fn found(messages: &[SimpleQueryMessage]) -> Result<Found, Unclean> {
-    let row = messages
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(row),
-            _ => None,
-        })
-        .ok_or_else(|| Unclean("the reset answered no row".into()))?;
-    let open_transaction = row.get(0) == Some("yes");
-    let prepared = row
-        .get(1)
-        .filter(|list| !list.is_empty())
-        .map(split_identifiers)
-        .unwrap_or_default();
-    Ok(Found {
-        open_transaction,
-        prepared,
-    })
-}
-
-/// Splits `a,"b,c",d` (identifiers as `quote_ident` writes them) at the commas between them.
-fn split_identifiers(list: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    for c in list.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                current.push(c);
-            }
-            ',' if !quoted => names.push(std::mem::take(&mut current)),
-            _ => current.push(c),
-        }
-    }
-    names.push(current);
-    names
+    // Inside a transaction block (open, or failed): end it, then reset.
+    client
+        .batch_execute("ROLLBACK")
+        .await
+        .map_err(|e| Unclean(format!("cannot roll back a transaction left open: {e}")))?;
+    tracing::warn!("rolled back a transaction a statement left open on a pooled connection");
+    client
+        .batch_execute(RESET)
+        .await
+        .map_err(|e| Unclean(format!("cannot reset the session after ROLLBACK: {e}")))
 }
 
 /// Where a statement runs.
@@ -265,6 +183,8 @@ mod tests {
         assert!(e.detail.unwrap().contains("begin"));
     }
 
+    use tokio_postgres::SimpleQueryMessage;
+
     /// One value of a one-row, one-column query, as text.
     async fn one(client: &Client, sql: &str) -> String {
         let messages = client.simple_query(sql).await.unwrap();
@@ -286,8 +206,6 @@ mod tests {
             .await
             .unwrap();
         tokio::spawn(connection);
-        // The host's own cached statement must survive the reset.
-        let host_statement = client.prepare("SELECT 41 + 1").await.unwrap();
         for sql in [
             "SET search_path = nowhere",
             "SET client_encoding = 'LATIN1'",
@@ -356,16 +274,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(pg.count("SELECT count(*) FROM t").unwrap(), 1);
-        let answer: i32 = client.query_one(&host_statement, &[]).await.unwrap().get(0);
-        assert_eq!(answer, 42);
         // A failed transaction is ended too.
         let _ = client.batch_execute("BEGIN; SELECT 1/0").await;
         reset(&client).await.unwrap();
         assert_eq!(one(&client, "SELECT 1").await, "1");
-    }
-
-    #[test]
-    fn quoted_identifiers_split_at_the_commas_between_them() {
-        assert_eq!(split_identifiers("a,\"b,c\",d"), ["a", "\"b,c\"", "d"]);
     }
 }

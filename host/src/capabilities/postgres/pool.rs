@@ -5,28 +5,39 @@
 //! session is reset ([`hygiene`]); one dropped inside a transaction is rolled back and reset
 //! first; one dropped mid-statement (the request timed out) has its statement cancelled and
 //! its connection closed.
+//!
+//! Statements are sent in one round trip each, prepared unnamed with the parameter types the
+//! server gave when the pool first saw the same SQL (its [`Shape`], kept in a bounded cache):
+//! nothing stays prepared on the server past the statement, so the reset can drop everything.
 
 use super::bindings::hostel::host::postgres::{DbError, Error, Rows, Value};
 use super::hygiene::{self, Context as Where};
 use super::server::{self, Server};
 use super::tenants::Provisioner;
-use super::values::{self, Decoded};
+use super::values::{self, Decoded, Shape};
 use crate::config::PoolConfig;
 use anyhow::{Result, anyhow};
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, TimeoutType,
 };
-use std::sync::Arc;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{Row, Statement};
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// SQL texts whose shape a pool remembers. Bounded, so that a guest sending endless distinct
+/// SQL costs itself a prepare per statement, not the host memory.
+const SHAPES: NonZeroUsize = NonZeroUsize::new(512).expect("not zero");
 
 pub struct PostgresPool {
     /// The pool's name in the config, and the tenant for a per-tenant login.
     name: String,
+    /// The shapes of statements this login ran, by SQL text.
+    shapes: Mutex<lru::LruCache<String, Arc<Shape>>>,
     address: String,
     pool: Pool,
     tls: MakeRustlsConnect,
@@ -94,8 +105,8 @@ impl PostgresPool {
         provisioning: Option<Provisioning>,
     ) -> Result<Arc<PostgresPool>> {
         let address = server.address();
-        // `Fast` only checks the socket is open: a statement cache survives recycling, and a
-        // lease never comes back dirty (see `Lease`'s drop and `hygiene`).
+        // `Fast` only checks the socket is open: a lease never comes back dirty (see `Lease`'s
+        // drop and `hygiene`).
         let manager = Manager::from_config(
             server.login,
             server.tls.clone(),
@@ -107,6 +118,7 @@ impl PostgresPool {
             .map_err(|e| anyhow!("cannot create PostgreSQL pool {name:?} ({address}): {e}"))?;
         Ok(Arc::new(PostgresPool {
             name: name.to_string(),
+            shapes: Mutex::new(lru::LruCache::new(SHAPES)),
             address,
             pool,
             tls: server.tls,
@@ -224,14 +236,31 @@ impl PostgresPool {
         }
     }
 
-    /// Makes sure the server answers, provisioning a tenant's login if need be.
+    /// Makes sure the server answers, provisioning a tenant's login if need be; warns when a
+    /// dedicated login holds rights no tenant should have.
     pub async fn check(self: &Arc<Self>) -> Result<()> {
         let lease = self.lease().await.map_err(|e| anyhow!(describe(&e)))?;
         let conn = lease
             .conn
             .as_ref()
             .expect("a live lease has its connection");
-        conn.simple_query("SELECT 1").await?;
+        let rights = conn
+            .query_one(
+                "SELECT rolsuper OR rolcreaterole OR rolbypassrls OR rolreplication \
+                 FROM pg_catalog.pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await?;
+        if self.provisioning.is_none() && rights.get::<_, bool>(0) {
+            tracing::warn!(
+                pool = %self.name,
+                address = %self.address,
+                "this pool's login is a superuser or has CREATEROLE, BYPASSRLS or REPLICATION: \
+                 the tenant granted it can reach every database on the server (other tenants' \
+                 too) and, as superuser, run programs on it. Give the pool a login with only \
+                 the rights its tenant needs, or use admin_url"
+            );
+        }
         Ok(())
     }
 
@@ -283,36 +312,11 @@ impl Lease {
     pub async fn alone(
         mut self,
         sql: &str,
-        mut params: Vec<Value>,
+        params: Vec<Value>,
         want: Want,
     ) -> Result<Answer, Error> {
         hygiene::check_statement(sql, Where::Alone)?;
-        let mut retried = false;
-        loop {
-            let (statement, converted) = self.prepare(sql, params, want).await?;
-            let conn = self.conn.as_ref().expect("a live lease has its connection");
-            self.in_flight = true;
-            let (outcome, reset) = tokio::join!(
-                run(conn, &statement, &converted, want),
-                hygiene::reset(conn)
-            );
-            self.in_flight = false;
-            self.settle(reset);
-            match outcome {
-                // The host's cached statement is gone (the guest ran DEALLOCATE ALL or DISCARD
-                // ALL) or no longer fits (the guest changed the table): prepare it again, once.
-                // Both fail before the statement runs, so running it again is safe.
-                Err(e) if !retried && !self.dirty && is_stale_statement(&e) => {
-                    retried = true;
-                    self.forget_statements();
-                    params = params_back(converted);
-                }
-                outcome => {
-                    let ran = outcome.map_err(|e| self.pool.failed(e))?;
-                    return decode(ran, &statement);
-                }
-            }
-        }
+        self.statement(sql, params, want, true).await
     }
 
     /// One statement inside this lease's transaction.
@@ -323,13 +327,80 @@ impl Lease {
         want: Want,
     ) -> Result<Answer, Error> {
         hygiene::check_statement(sql, Where::Transaction)?;
-        let (statement, params) = self.prepare(sql, params, want).await?;
+        self.statement(sql, params, want, false).await
+    }
+
+    /// Runs `sql` with the guest's values converted to its shape; with `then_reset`, the
+    /// session reset travels with it.
+    async fn statement(
+        &mut self,
+        sql: &str,
+        values: Vec<Value>,
+        want: Want,
+        then_reset: bool,
+    ) -> Result<Answer, Error> {
+        loop {
+            let (shape, fresh) = self.shape(sql).await?;
+            let checked = values::params(&shape, &values).and_then(|params| {
+                if want == Want::Rows {
+                    values::check_columns(&shape)?;
+                }
+                Ok(params)
+            });
+            let params = match checked {
+                Ok(params) => params,
+                // The values may fit what the statement takes now (a column's type changed).
+                Err(_) if !fresh => {
+                    self.pool.forget(sql);
+                    continue;
+                }
+                Err(why) => return Err(Error::Conversion(why)),
+            };
+            let conn = self.conn.as_ref().expect("a live lease has its connection");
+            self.in_flight = true;
+            let (outcome, reset) = if then_reset {
+                let (outcome, reset) =
+                    tokio::join!(run(conn, sql, &shape, &params, want), hygiene::reset(conn));
+                (outcome, Some(reset))
+            } else {
+                (run(conn, sql, &shape, &params, want).await, None)
+            };
+            self.in_flight = false;
+            if let Some(reset) = reset {
+                self.settle(reset);
+            }
+            match outcome {
+                // The shape the pool remembered no longer fits (the guest changed the table
+                // since): ask the server again. Such statements fail before they run, so
+                // running one again on its own is safe; inside a transaction, which the failure
+                // ended, the guest decides.
+                Err(e) if !fresh && is_stale_shape(&e) => {
+                    self.pool.forget(sql);
+                    if !then_reset || self.dirty {
+                        return Err(self.pool.failed(e));
+                    }
+                }
+                outcome => {
+                    let ran = outcome.map_err(|e| self.pool.failed(e))?;
+                    return decode(ran, &shape, &self.pool, sql);
+                }
+            }
+        }
+    }
+
+    /// What `sql` takes and returns: remembered by the pool, else asked of the server (one
+    /// round trip, the statement closed again); `true` when just asked.
+    async fn shape(&mut self, sql: &str) -> Result<(Arc<Shape>, bool), Error> {
+        if let Some(shape) = self.pool.remembered(sql) {
+            return Ok((shape, false));
+        }
         let conn = self.conn.as_ref().expect("a live lease has its connection");
         self.in_flight = true;
-        let outcome = run(conn, &statement, &params, want).await;
+        let statement = conn.prepare(sql).await;
         self.in_flight = false;
-        let answer = outcome.map_err(|e| self.pool.failed(e))?;
-        decode(answer, &statement)
+        let shape = Arc::new(Shape::of(&statement.map_err(|e| self.pool.failed(e))?));
+        self.pool.remember(sql, shape.clone());
+        Ok((shape, true))
     }
 
     /// Starts a transaction: from now on, dropping the lease rolls it back.
@@ -371,51 +442,36 @@ impl Lease {
             self.dirty = true;
         }
     }
+}
 
-    /// The statement from this connection's cache (prepared on first use) and the guest's
-    /// parameters converted to the types it takes; a statement whose columns cannot be
-    /// returned is refused before it runs.
-    async fn prepare(
-        &mut self,
-        sql: &str,
-        params: Vec<Value>,
-        want: Want,
-    ) -> Result<(Statement, Vec<values::Param>), Error> {
-        let conn = self.conn.as_ref().expect("a live lease has its connection");
-        self.in_flight = true;
-        let statement = conn.prepare_cached(sql).await;
-        self.in_flight = false;
-        let statement = statement.map_err(|e| self.pool.failed(e))?;
-        let params = values::params(&statement, params).map_err(Error::Conversion)?;
-        if want == Want::Rows {
-            values::check_columns(&statement).map_err(Error::Conversion)?;
-        }
-        Ok((statement, params))
+impl PostgresPool {
+    fn remembered(&self, sql: &str) -> Option<Arc<Shape>> {
+        self.shapes
+            .lock()
+            .expect("shape cache lock")
+            .get(sql)
+            .cloned()
     }
 
-    /// Drops this connection's cached statements (the server no longer has them).
-    fn forget_statements(&self) {
-        if let Some(conn) = &self.conn {
-            conn.statement_cache.clear();
-        }
+    fn remember(&self, sql: &str, shape: Arc<Shape>) {
+        self.shapes
+            .lock()
+            .expect("shape cache lock")
+            .put(sql.to_string(), shape);
+    }
+
+    fn forget(&self, sql: &str) {
+        self.shapes.lock().expect("shape cache lock").pop(sql);
     }
 }
 
-/// The guest's values back from the converted parameters, to convert them again.
-fn params_back(params: Vec<values::Param>) -> Vec<Value> {
-    params.into_iter().map(values::Param::into_value).collect()
-}
-
-/// Whether a statement failed because the host's prepared statement is stale.
-fn is_stale_statement(e: &tokio_postgres::Error) -> bool {
-    match e.code() {
-        Some(&SqlState::INVALID_SQL_STATEMENT_NAME) => true,
-        Some(&SqlState::FEATURE_NOT_SUPPORTED) => e.as_db_error().is_some_and(|db| {
-            db.message()
-                .contains("cached plan must not change result type")
-        }),
-        _ => false,
-    }
+/// Whether a statement failed because the parameter types it was sent with no longer fit
+/// (a column's type changed since the pool learnt them).
+fn is_stale_shape(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(&SqlState::DATATYPE_MISMATCH) | Some(&SqlState::UNDEFINED_FUNCTION)
+    )
 }
 
 enum Ran {
@@ -423,23 +479,46 @@ enum Ran {
     Affected(u64),
 }
 
+/// Sends the statement unnamed with the shape's parameter types: one round trip.
 async fn run(
     conn: &Object,
-    statement: &Statement,
-    params: &[values::Param],
+    sql: &str,
+    shape: &Shape,
+    params: &[values::Param<'_>],
     want: Want,
 ) -> Result<Ran, tokio_postgres::Error> {
-    let params = as_sql(params);
+    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+        .iter()
+        .zip(&shape.params)
+        .map(|(p, ty)| (p as &(dyn ToSql + Sync), ty.clone()))
+        .collect();
     match want {
-        Want::Rows => conn.query(statement, &params).await.map(Ran::Rows),
-        Want::Affected => conn.execute(statement, &params).await.map(Ran::Affected),
+        Want::Rows => conn.query_typed(sql, &typed).await.map(Ran::Rows),
+        Want::Affected => conn.execute_typed(sql, &typed).await.map(Ran::Affected),
     }
 }
 
-fn decode(ran: Ran, statement: &Statement) -> Result<Answer, Error> {
+/// The rows as the guest gets them, read by the types the server sent them with. A table
+/// changed since the pool learnt the statement's shape has its new shape remembered.
+fn decode(ran: Ran, shape: &Arc<Shape>, pool: &PostgresPool, sql: &str) -> Result<Answer, Error> {
     let rows = match ran {
         Ran::Affected(n) => return Ok(Answer::Affected(n)),
         Ran::Rows(rows) => rows,
+    };
+    let shape = match rows.first() {
+        Some(row) if !same_columns(row, shape) => {
+            let actual = Arc::new(Shape {
+                params: shape.params.clone(),
+                columns: row
+                    .columns()
+                    .iter()
+                    .map(|c| (c.name().to_string(), c.type_().clone()))
+                    .collect(),
+            });
+            pool.remember(sql, actual.clone());
+            actual
+        }
+        _ => shape.clone(),
     };
     let rows = rows
         .iter()
@@ -447,23 +526,25 @@ fn decode(ran: Ran, statement: &Statement) -> Result<Answer, Error> {
             (0..row.len())
                 .map(|i| {
                     row.try_get::<_, Decoded>(i).map(|d| d.0).map_err(|e| {
-                        Error::Conversion(format!(
-                            "column {:?}: {e}",
-                            statement.columns()[i].name()
-                        ))
+                        Error::Conversion(format!("column {:?}: {e}", row.columns()[i].name()))
                     })
                 })
                 .collect()
         })
         .collect::<Result<_, _>>()?;
     Ok(Answer::Rows(Rows {
-        columns: values::columns(statement),
+        columns: values::columns(&shape),
         rows,
     }))
 }
 
-fn as_sql(params: &[values::Param]) -> Vec<&(dyn ToSql + Sync)> {
-    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+fn same_columns(row: &Row, shape: &Shape) -> bool {
+    row.columns().len() == shape.columns.len()
+        && row
+            .columns()
+            .iter()
+            .zip(&shape.columns)
+            .all(|(c, (name, ty))| c.name() == name && c.type_() == ty)
 }
 
 impl Drop for Lease {

@@ -12,6 +12,27 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_postgres::Statement;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
+/// What a statement takes and returns, as the server described it when it was first prepared.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub params: Vec<Type>,
+    /// Name and type of each column.
+    pub columns: Vec<(String, Type)>,
+}
+
+impl Shape {
+    pub fn of(statement: &Statement) -> Shape {
+        Shape {
+            params: statement.params().to_vec(),
+            columns: statement
+                .columns()
+                .iter()
+                .map(|c| (c.name().to_string(), c.type_().clone()))
+                .collect(),
+        }
+    }
+}
+
 type BoxError = Box<dyn StdError + Sync + Send>;
 
 /// The PostgreSQL types Hostel converts, grouped by how they travel.
@@ -74,9 +95,10 @@ const JSONB_VERSION: u8 = 1;
 /// Seconds from 1970-01-01 (the guest's epoch) to 2000-01-01 (PostgreSQL's).
 const PG_EPOCH_OFFSET: i64 = 946_684_800;
 
-/// A parameter checked against the type the statement takes, ready to be sent.
+/// A parameter checked against the type the statement takes, ready to be sent; it borrows
+/// the guest's value, which stays the guest's (to send again, with another shape).
 #[derive(Debug)]
-pub enum Param {
+pub enum Param<'a> {
     Null,
     Bool(bool),
     Int2(i16),
@@ -84,38 +106,18 @@ pub enum Param {
     Int8(i64),
     Float4(f32),
     Float8(f64),
-    Text(String),
-    Bytes(Vec<u8>),
-    Json(String),
-    Jsonb(String),
+    Text(&'a str),
+    Bytes(&'a [u8]),
+    Json(&'a str),
+    Jsonb(&'a str),
     Timestamp(SystemTime),
     Uuid(uuid::Uuid),
 }
 
-impl Param {
-    /// The guest's value again, to convert for another statement.
-    pub fn into_value(self) -> Value {
-        match self {
-            Param::Null => Value::Null,
-            Param::Bool(b) => Value::Boolean(b),
-            Param::Int2(n) => Value::Int16(n),
-            Param::Int4(n) => Value::Int32(n),
-            Param::Int8(n) => Value::Int64(n),
-            Param::Float4(f) => Value::Float32(f),
-            Param::Float8(f) => Value::Float64(f),
-            Param::Text(s) => Value::Text(s),
-            Param::Bytes(b) => Value::Bytes(b),
-            Param::Json(s) | Param::Jsonb(s) => Value::Json(s),
-            Param::Timestamp(t) => Value::Timestamp(timestamp(t)),
-            Param::Uuid(u) => Value::Uuid(u.as_u64_pair()),
-        }
-    }
-}
-
-/// Converts the guest's parameters to the types `statement` takes. The error names the
+/// Converts the guest's parameters to the types the statement takes. The error names the
 /// parameter (`$1` is the first) and says how to fix the SQL.
-pub fn params(statement: &Statement, values: Vec<Value>) -> Result<Vec<Param>, String> {
-    let types = statement.params();
+pub fn params<'a>(shape: &Shape, values: &'a [Value]) -> Result<Vec<Param<'a>>, String> {
+    let types = &shape.params;
     if types.len() != values.len() {
         return Err(format!(
             "the statement takes {} parameter(s), {} given",
@@ -124,7 +126,7 @@ pub fn params(statement: &Statement, values: Vec<Value>) -> Result<Vec<Param>, S
         ));
     }
     values
-        .into_iter()
+        .iter()
         .zip(types)
         .enumerate()
         .map(|(i, (value, ty))| {
@@ -133,8 +135,8 @@ pub fn params(statement: &Statement, values: Vec<Value>) -> Result<Vec<Param>, S
         .collect()
 }
 
-fn param(value: Value, ty: &Type) -> Result<Param, String> {
-    let given = value_name(&value);
+fn param<'a>(value: &'a Value, ty: &Type) -> Result<Param<'a>, String> {
+    let given = value_name(value);
     let Some(kind) = kind_of(ty) else {
         return Err(format!(
             "the statement takes a `{ty}`, which Hostel does not convert; pass text and cast \
@@ -145,27 +147,29 @@ fn param(value: Value, ty: &Type) -> Result<Param, String> {
     let out_of_range = |n: &dyn std::fmt::Display| format!("{n} does not fit in a `{ty}`");
     Ok(match (value, kind) {
         (Value::Null, _) => Param::Null,
-        (Value::Boolean(b), Kind::Bool) => Param::Bool(b),
-        (Value::Int16(n), _) => int(i64::from(n), kind).ok_or_else(mismatch)?,
-        (Value::Int32(n), _) => int(i64::from(n), kind).ok_or_else(mismatch)?,
+        (Value::Boolean(b), Kind::Bool) => Param::Bool(*b),
+        (Value::Int16(n), _) => int(i64::from(*n), kind).ok_or_else(mismatch)?,
+        (Value::Int32(n), _) => int(i64::from(*n), kind).ok_or_else(mismatch)?,
         (Value::Int64(n), Kind::Int2 | Kind::Int4 | Kind::Int8) => {
-            int(n, kind).ok_or_else(|| out_of_range(&n))?
+            int(*n, kind).ok_or_else(|| out_of_range(n))?
         }
-        (Value::Float32(f), Kind::Float4) => Param::Float4(f),
-        (Value::Float32(f), Kind::Float8) => Param::Float8(f64::from(f)),
-        (Value::Float64(f), Kind::Float8) => Param::Float8(f),
+        (Value::Float32(f), Kind::Float4) => Param::Float4(*f),
+        (Value::Float32(f), Kind::Float8) => Param::Float8(f64::from(*f)),
+        (Value::Float64(f), Kind::Float8) => Param::Float8(*f),
         (Value::Text(s), Kind::Text) => Param::Text(s),
         (Value::Text(s) | Value::Json(s), Kind::Json) => Param::Json(s),
         (Value::Text(s) | Value::Json(s), Kind::Jsonb) => Param::Jsonb(s),
         (Value::Bytes(b), Kind::Bytea) => Param::Bytes(b),
-        (Value::Timestamp(t), Kind::Timestamp) => Param::Timestamp(system_time(t)?),
-        (Value::Uuid((high, low)), Kind::Uuid) => Param::Uuid(uuid::Uuid::from_u64_pair(high, low)),
+        (Value::Timestamp(t), Kind::Timestamp) => Param::Timestamp(system_time(*t)?),
+        (Value::Uuid((high, low)), Kind::Uuid) => {
+            Param::Uuid(uuid::Uuid::from_u64_pair(*high, *low))
+        }
         _ => return Err(mismatch()),
     })
 }
 
 /// An integer as the integer type `kind`, if it fits (`None` for a non-integer kind too).
-fn int(n: i64, kind: Kind) -> Option<Param> {
+fn int(n: i64, kind: Kind) -> Option<Param<'static>> {
     match kind {
         Kind::Int2 => i16::try_from(n).ok().map(Param::Int2),
         Kind::Int4 => i32::try_from(n).ok().map(Param::Int4),
@@ -240,7 +244,7 @@ fn timestamp(time: SystemTime) -> Timestamp {
     }
 }
 
-impl ToSql for Param {
+impl ToSql for Param<'_> {
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
         match self {
             Param::Null => Ok(IsNull::Yes),
@@ -274,11 +278,9 @@ impl ToSql for Param {
 }
 
 /// Fails, before the statement runs, on a column of a type Hostel does not convert.
-pub fn check_columns(statement: &Statement) -> Result<(), String> {
-    for column in statement.columns() {
-        let ty = column.type_();
+pub fn check_columns(shape: &Shape) -> Result<(), String> {
+    for (name, ty) in &shape.columns {
         if kind_of(ty).is_none() {
-            let name = column.name();
             return Err(format!(
                 "column {name:?} is a `{ty}`, which Hostel does not convert; cast it in SQL \
                  (e.g. `{name}::text`)"
@@ -288,13 +290,13 @@ pub fn check_columns(statement: &Statement) -> Result<(), String> {
     Ok(())
 }
 
-pub fn columns(statement: &Statement) -> Vec<Column> {
-    statement
-        .columns()
+pub fn columns(shape: &Shape) -> Vec<Column> {
+    shape
+        .columns
         .iter()
-        .map(|c| Column {
-            name: c.name().to_string(),
-            type_name: c.type_().name().to_string(),
+        .map(|(name, ty)| Column {
+            name: name.clone(),
+            type_name: ty.name().to_string(),
         })
         .collect()
 }
@@ -377,14 +379,14 @@ mod tests {
     #[test]
     fn integers_fill_narrower_columns_only_when_they_fit() {
         assert!(matches!(
-            param(Value::Int64(7), &Type::INT4),
+            param(&Value::Int64(7), &Type::INT4),
             Ok(Param::Int4(7))
         ));
-        let err = param(Value::Int64(1 << 40), &Type::INT4).unwrap_err();
+        let err = param(&Value::Int64(1 << 40), &Type::INT4).unwrap_err();
         assert!(err.contains("does not fit"), "{err}");
-        assert!(param(Value::Text("x".into()), &Type::INT4).is_err());
-        assert!(matches!(param(Value::Null, &Type::INT4), Ok(Param::Null)));
-        let err = param(Value::Text("1.5".into()), &Type::NUMERIC).unwrap_err();
+        assert!(param(&Value::Text("x".into()), &Type::INT4).is_err());
+        assert!(matches!(param(&Value::Null, &Type::INT4), Ok(Param::Null)));
+        let err = param(&Value::Text("1.5".into()), &Type::NUMERIC).unwrap_err();
         assert!(err.contains("::text::numeric"), "{err}");
     }
 }

@@ -4,7 +4,7 @@
 //! conversion or server error, never a panic or a wrong value.
 
 use super::super::bindings::hostel::host::postgres::{Timestamp, Value};
-use super::{Decoded, params};
+use super::{Decoded, Shape, params};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use tokio_postgres::types::ToSql;
@@ -169,7 +169,8 @@ fn every_value_round_trips_through_postgresql_or_is_refused() {
         let sql = format!("SELECT $1::{} AS v", case.ty);
         let got: Result<Value, String> = runtime.block_on(async {
             let statement = client.prepare(&sql).await.map_err(|e| e.to_string())?;
-            let converted = params(&statement, vec![case.sent.clone()])?;
+            let sent = [case.sent.clone()];
+            let converted = params(&Shape::of(&statement), &sent)?;
             let refs: Vec<&(dyn ToSql + Sync)> =
                 converted.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
             let row = client
