@@ -211,8 +211,15 @@ impl wit::HostConnection for Postgres<'_> {
         sql: String,
         params: Vec<Value>,
     ) -> Outcome<Rows> {
+        let limit = self.tenant.limits.memory;
         let pool = self.table.get(&conn)?.pool.clone();
-        let outcome = async { pool.lease().await?.alone(&sql, params, Want::Rows).await }.await;
+        let outcome = async {
+            pool.lease()
+                .await?
+                .alone(&sql, params, Want::Rows, limit)
+                .await
+        }
+        .await;
         Ok(pool.report(outcome).map(rows))
     }
 
@@ -222,11 +229,12 @@ impl wit::HostConnection for Postgres<'_> {
         sql: String,
         params: Vec<Value>,
     ) -> Outcome<u64> {
+        let limit = self.tenant.limits.memory;
         let pool = self.table.get(&conn)?.pool.clone();
         let outcome = async {
             pool.lease()
                 .await?
-                .alone(&sql, params, Want::Affected)
+                .alone(&sql, params, Want::Affected, limit)
                 .await
         }
         .await;
@@ -265,8 +273,14 @@ impl wit::HostTransaction for Postgres<'_> {
         sql: String,
         params: Vec<Value>,
     ) -> Outcome<Rows> {
+        let limit = self.tenant.limits.memory;
         let tx = self.table.get_mut(&tx)?;
-        let outcome = async { tx.lease()?.in_transaction(&sql, params, Want::Rows).await }.await;
+        let outcome = async {
+            tx.lease()?
+                .in_transaction(&sql, params, Want::Rows, limit)
+                .await
+        }
+        .await;
         Ok(tx.pool.report(outcome).map(rows))
     }
 
@@ -276,10 +290,11 @@ impl wit::HostTransaction for Postgres<'_> {
         sql: String,
         params: Vec<Value>,
     ) -> Outcome<u64> {
+        let limit = self.tenant.limits.memory;
         let tx = self.table.get_mut(&tx)?;
         let outcome = async {
             tx.lease()?
-                .in_transaction(&sql, params, Want::Affected)
+                .in_transaction(&sql, params, Want::Affected, limit)
                 .await
         }
         .await;

@@ -555,3 +555,34 @@ async fn a_table_changed_under_a_statement_the_pool_knows_is_served_in_its_new_s
     .await;
     assert_eq!(third[0]["ok"], json!([["5", 7], ["five", 7]]), "{third:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_larger_than_the_guest_could_take_in_is_refused_without_the_host_holding_it() {
+    let pg = PostgresServer::start().unwrap();
+    let host = HostProcess::start(&one_connection_config(&pg)).unwrap();
+    let client = http1_client();
+    // 200 MB of rows, against the tenant's 64 MiB memory limit.
+    let huge = one(
+        &client,
+        &host,
+        "a",
+        "SELECT repeat('x', 1000000) FROM generate_series(1, 200)",
+    )
+    .await;
+    assert_eq!(code(&huge, "the huge result"), "54000", "{huge}");
+    assert!(
+        huge["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("memory limit"),
+        "{huge}"
+    );
+    // The host read no more than the limit, and the one connection serves the next request.
+    assert!(
+        host.peak_rss() < 200 << 20,
+        "peak RSS {} MiB",
+        host.peak_rss() >> 20
+    );
+    let next = one(&client, &host, "a", "SELECT 1 AS one").await;
+    assert_eq!(next["ok"], json!([[1]]), "{next}");
+}

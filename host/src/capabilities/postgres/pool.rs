@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// SQL texts whose shape a pool remembers. Bounded, so that a guest sending endless distinct
@@ -308,15 +308,17 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// One statement on its own (autocommit), then the session reset, in one round trip.
+    /// One statement on its own (autocommit), then the session reset, in one round trip. Its
+    /// rows may come to `limit` bytes (the tenant's memory limit).
     pub async fn alone(
         mut self,
         sql: &str,
         params: Vec<Value>,
         want: Want,
+        limit: u64,
     ) -> Result<Answer, Error> {
         hygiene::check_statement(sql, Where::Alone)?;
-        self.statement(sql, params, want, true).await
+        self.statement(sql, params, want, true, limit).await
     }
 
     /// One statement inside this lease's transaction.
@@ -325,9 +327,10 @@ impl Lease {
         sql: &str,
         params: Vec<Value>,
         want: Want,
+        limit: u64,
     ) -> Result<Answer, Error> {
         hygiene::check_statement(sql, Where::Transaction)?;
-        self.statement(sql, params, want, false).await
+        self.statement(sql, params, want, false, limit).await
     }
 
     /// Runs `sql` with the guest's values converted to its shape; with `then_reset`, the
@@ -338,6 +341,7 @@ impl Lease {
         values: Vec<Value>,
         want: Want,
         then_reset: bool,
+        limit: u64,
     ) -> Result<Answer, Error> {
         loop {
             let (shape, fresh) = self.shape(sql).await?;
@@ -358,12 +362,13 @@ impl Lease {
             };
             let conn = self.conn.as_ref().expect("a live lease has its connection");
             self.in_flight = true;
+            let tls = &self.pool.tls;
+            let ran = run(conn, sql, &shape, &params, want, limit, tls);
             let (outcome, reset) = if then_reset {
-                let (outcome, reset) =
-                    tokio::join!(run(conn, sql, &shape, &params, want), hygiene::reset(conn));
+                let (outcome, reset) = tokio::join!(ran, hygiene::reset(conn));
                 (outcome, Some(reset))
             } else {
-                (run(conn, sql, &shape, &params, want).await, None)
+                (ran.await, None)
             };
             self.in_flight = false;
             if let Some(reset) = reset {
@@ -382,7 +387,7 @@ impl Lease {
                 }
                 outcome => {
                     let ran = outcome.map_err(|e| self.pool.failed(e))?;
-                    return decode(ran, &shape, &self.pool, sql);
+                    return decode(ran, &shape, &self.pool, sql, limit);
                 }
             }
         }
@@ -477,33 +482,76 @@ fn is_stale_shape(e: &tokio_postgres::Error) -> bool {
 enum Ran {
     Rows(Vec<Row>),
     Affected(u64),
+    /// The rows came to more than the limit: reading stopped, the statement was cancelled.
+    TooLarge,
 }
 
-/// Sends the statement unnamed with the shape's parameter types: one round trip.
+/// Sends the statement unnamed with the shape's parameter types: one round trip. Rows are
+/// read as they arrive, up to `limit` bytes: more than the guest could take in (its memory
+/// limit) is not held by the host either.
 async fn run(
     conn: &Object,
     sql: &str,
     shape: &Shape,
     params: &[values::Param<'_>],
     want: Want,
+    limit: u64,
+    tls: &MakeRustlsConnect,
 ) -> Result<Ran, tokio_postgres::Error> {
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+    use futures_util::TryStreamExt;
+    let typed = params
         .iter()
         .zip(&shape.params)
-        .map(|(p, ty)| (p as &(dyn ToSql + Sync), ty.clone()))
-        .collect();
-    match want {
-        Want::Rows => conn.query_typed(sql, &typed).await.map(Ran::Rows),
-        Want::Affected => conn.execute_typed(sql, &typed).await.map(Ran::Affected),
+        .map(|(p, ty)| (p as &(dyn ToSql + Sync), ty.clone()));
+    if want == Want::Affected {
+        let typed: Vec<_> = typed.collect();
+        return conn.execute_typed(sql, &typed).await.map(Ran::Affected);
     }
+    let mut stream = std::pin::pin!(conn.query_typed_raw(sql, typed).await?);
+    let (mut rows, mut bytes) = (Vec::new(), 0u64);
+    while let Some(row) = stream.try_next().await? {
+        bytes += values::size_of(&row);
+        if bytes > limit {
+            // Stop the server producing what nobody will read; the reset behind it waits.
+            let (cancel, tls) = (conn.cancel_token(), tls.clone());
+            tokio::spawn(async move {
+                if let Err(e) = cancel.cancel_query(tls).await {
+                    tracing::warn!("could not cancel a statement whose result was too large: {e}");
+                }
+            });
+            return Ok(Ran::TooLarge);
+        }
+        rows.push(row);
+    }
+    Ok(Ran::Rows(rows))
 }
 
 /// The rows as the guest gets them, read by the types the server sent them with. A table
 /// changed since the pool learnt the statement's shape has its new shape remembered.
-fn decode(ran: Ran, shape: &Arc<Shape>, pool: &PostgresPool, sql: &str) -> Result<Answer, Error> {
+fn decode(
+    ran: Ran,
+    shape: &Arc<Shape>,
+    pool: &PostgresPool,
+    sql: &str,
+    limit: u64,
+) -> Result<Answer, Error> {
     let rows = match ran {
         Ran::Affected(n) => return Ok(Answer::Affected(n)),
         Ran::Rows(rows) => rows,
+        Ran::TooLarge => {
+            return Err(Error::Db(DbError {
+                // program_limit_exceeded
+                code: "54000".into(),
+                message: format!(
+                    "the result is larger than {limit} bytes, the tenant's memory limit"
+                ),
+                detail: Some(
+                    "refused by the host: fetch it in parts (LIMIT and OFFSET, or a cursor in a \
+                     transaction)"
+                        .into(),
+                ),
+            }));
+        }
     };
     let shape = match rows.first() {
         Some(row) if !same_columns(row, shape) => {

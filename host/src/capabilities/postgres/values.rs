@@ -301,6 +301,26 @@ pub fn columns(shape: &Shape) -> Vec<Column> {
         .collect()
 }
 
+/// The bytes a row took on the wire, whatever its columns' types.
+pub fn size_of(row: &tokio_postgres::Row) -> u64 {
+    /// Any column, as its length.
+    struct Length(usize);
+    impl<'a> FromSql<'a> for Length {
+        fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Length, BoxError> {
+            Ok(Length(raw.len()))
+        }
+        fn from_sql_null(_: &Type) -> Result<Length, BoxError> {
+            Ok(Length(0))
+        }
+        fn accepts(_: &Type) -> bool {
+            true
+        }
+    }
+    (0..row.len())
+        .map(|i| row.try_get::<_, Length>(i).map_or(0, |l| l.0 as u64 + 4))
+        .sum()
+}
+
 /// One column of a row, read by its type.
 pub struct Decoded(pub Value);
 
