@@ -5,6 +5,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+# The packages the test suite builds and runs: the runtime, the CLI, the guest tools, the
+# end-to-end tests and the Rust guest SDK.
+TEST_PACKAGES="-p hostel -p hostel-cli -p hostel-guest-tools -p hostel-tests -p hostel-guest"
 
 if [ -t 2 ]; then
     say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -29,7 +32,8 @@ build_guests() {
     say "building guest components (wasm32-wasip2, release)"
     # Every workspace member is a guest except these native ones.
     cargo build --release --target wasm32-wasip2 --workspace \
-        --exclude hostel --exclude hostel-tests --exclude native-hello --exclude pg-reset
+        --exclude hostel --exclude hostel-cli --exclude hostel-guest-tools --exclude hostel-tests \
+        --exclude native-hello --exclude pg-reset
     mkdir -p dist/components
     local dir name
     for dir in components/*/; do

@@ -16,7 +16,6 @@ pub mod code_cache;
 pub mod config;
 pub mod engine;
 pub mod fair_share;
-pub mod guest_tools;
 pub mod measure;
 pub mod pools;
 pub mod request;

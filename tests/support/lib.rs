@@ -87,7 +87,7 @@ pub fn hostel_bin() -> PathBuf {
     let bin = profile_dir.join("hostel");
     assert!(
         bin.is_file(),
-        "{} is missing: run the tests with `scripts/test` (or `cargo test --workspace`)",
+        "{} is missing: run the tests with `scripts/test`, which builds it (crate hostel-cli)",
         bin.display()
     );
     bin
@@ -102,7 +102,8 @@ pub fn guest(crate_name: &str) -> PathBuf {
         .join(file);
     assert!(
         path.is_file(),
-        "{} is missing: build the guests first (`scripts/build-guests`, which `scripts/test` runs)",
+        "{} is missing: build the guests first (`scripts/test` does: cargo build --target \
+         wasm32-wasip2 --release)",
         path.display()
     );
     path
@@ -561,7 +562,20 @@ impl RedisServer {
         Self::start_with(None, Some(password))
     }
 
+    /// A server on a free port; if another process takes the port between our choosing it and
+    /// the server binding it, on another one.
     fn start_with(ca: Option<&TestCa>, password: Option<&str>) -> Result<RedisServer> {
+        let mut last = None;
+        for _ in 0..5 {
+            match Self::try_start(ca, password) {
+                Ok(server) => return Ok(server),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("tried at least once"))
+    }
+
+    fn try_start(ca: Option<&TestCa>, password: Option<&str>) -> Result<RedisServer> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -633,7 +647,22 @@ impl RedisServer {
             )?;
         self.child = Some(child);
         for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "redis-server exited ({status}): is port {} taken?",
+                    self.port
+                );
+            }
+            // Listening, and ours: another process may have taken the port we picked.
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && self
+                    .cli(&["CONFIG", "GET", "dir"])?
+                    .contains(&*self.dir.path().to_string_lossy())
+            {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(25));

@@ -99,7 +99,18 @@ impl PostgresServer {
                  password_encryption = 'scram-sha-256'"
             )?;
         }
-        server.resume()?;
+        // Another process may take the port between our choosing it and the server binding it.
+        let mut started = server.resume();
+        for _ in 0..4 {
+            if started.is_ok() {
+                break;
+            }
+            server.port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            started = server.resume();
+        }
+        started?;
         server.psql_in("postgres", &format!("CREATE DATABASE {DATABASE}"))?;
         if server.secure {
             server.psql_in(

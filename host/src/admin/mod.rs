@@ -14,7 +14,6 @@
 //! | `DELETE /v1/tenants/T/apps/A` | remove a deployed app |
 
 pub mod auth;
-pub mod client;
 pub mod deployments;
 
 use crate::apps::Source;

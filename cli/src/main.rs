@@ -1,9 +1,12 @@
 //! The `hostel` command line.
 
+mod admin_client;
+
+use admin_client::AdminClient;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use hostel::admin::Admin;
 use hostel::admin::deployments::DeploymentStore;
-use hostel::admin::{Admin, client::AdminClient};
 use hostel::config::Config;
 use hostel::{Host, engine, request, server};
 use std::net::SocketAddr;
@@ -125,7 +128,7 @@ enum Command {
     /// Create a guest: a hello handler in LANGUAGE in the folder NAME, with a hostel.toml that
     /// serves it.
     New {
-        language: hostel::guest_tools::Language,
+        language: hostel_guest_tools::Language,
         name: PathBuf,
     },
     /// Build the guest in DIR (Rust: Cargo.toml, Python: app.py, JavaScript: app.js,
@@ -136,7 +139,7 @@ enum Command {
         dir: PathBuf,
         /// `proxy` builds for any wasi:http host (without Hostel's stores and pools).
         #[arg(long, value_enum, default_value = "hostel")]
-        world: hostel::guest_tools::World,
+        world: hostel_guest_tools::World,
     },
 }
 
@@ -189,8 +192,8 @@ fn run(command: Command) -> Result<()> {
             host,
             requests,
         } => measure(&Config::load(&config.path)?, &host, &path, requests.max(1)),
-        Command::New { language, name } => hostel::guest_tools::new(language, &name),
-        Command::Build { dir, world } => hostel::guest_tools::build(&dir, world).map(drop),
+        Command::New { language, name } => hostel_guest_tools::new(language, &name),
+        Command::Build { dir, world } => hostel_guest_tools::build(&dir, world).map(drop),
         Command::Serve {
             config,
             listen,

@@ -3,7 +3,8 @@
 //! reactor adapter, all linked into `hostel` itself, so C needs nothing beyond the Debian
 //! packages.
 
-use super::{World, read_wit, run, say, sdk_dir, up_to_date};
+use crate::sdk::{read_wit, sdk_dir};
+use crate::{World, run, say, up_to_date};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,7 +19,7 @@ const DEBIAN_PACKAGES: [&str; 4] = ["clang", "lld", "wasi-libc", "libclang-rt-de
 /// The world C guests are built for; the SDK's `hostel.c` includes its header, `handler.h`.
 const WORLD: &str = "hostel:host/handler";
 
-pub(super) fn build_c(dir: &Path, name: &str, out: &Path, world: World) -> Result<()> {
+pub(crate) fn build(dir: &Path, name: &str, out: &Path, world: World) -> Result<()> {
     if world == World::Proxy {
         bail!(
             "C guests are built for the hostel world only (the SDK's hostel.c uses its \

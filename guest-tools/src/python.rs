@@ -1,0 +1,66 @@
+//! Python guests: componentize-py (CPython inside the component) at a pinned version, in a
+//! virtualenv of its own.
+
+use crate::sdk::{sdk_dir, tools_dir};
+use crate::{run, say, up_to_date};
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The componentize-py release Python guests are built with.
+pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+
+pub(crate) fn build(dir: &Path, out: &Path, world: &str) -> Result<()> {
+    if up_to_date(dir, out) {
+        return Ok(());
+    }
+    let componentize = need_componentize_py()?;
+    let sdk = sdk_dir()?;
+    say(&format!(
+        "componentizing {} (Python, componentize-py; ~10 s)",
+        dir.display()
+    ));
+    run(
+        Command::new(componentize)
+            .arg("-d")
+            .arg(sdk.join("wit"))
+            .args(["-w", world, "componentize", "app", "-p"])
+            .arg(dir)
+            .arg("-p")
+            .arg(sdk.join("guest-sdk/python"))
+            .arg("-o")
+            .arg(out)
+            .stdout(std::process::Stdio::null()),
+        "componentize-py",
+    )
+}
+
+/// componentize-py at the pinned version, in a virtualenv of its own.
+fn need_componentize_py() -> Result<PathBuf> {
+    let venv = tools_dir()?.join("python");
+    let bin = venv.join("bin/componentize-py");
+    let version = Command::new(&bin).arg("--version").output();
+    if version.is_ok_and(|v| {
+        String::from_utf8_lossy(&v.stdout).trim()
+            == format!("componentize-py {COMPONENTIZE_PY_VERSION}")
+    }) {
+        return Ok(bin);
+    }
+    say(&format!(
+        "installing componentize-py {COMPONENTIZE_PY_VERSION} (PyPI) into {}",
+        venv.display()
+    ));
+    run(
+        Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        "python3 -m venv (install Python 3.10+; Debian: apt-get install python3 python3-venv)",
+    )?;
+    run(
+        Command::new(venv.join("bin/pip")).args([
+            "install",
+            "-q",
+            &format!("componentize-py=={COMPONENTIZE_PY_VERSION}"),
+        ]),
+        "pip install componentize-py",
+    )?;
+    Ok(bin)
+}

@@ -1,0 +1,138 @@
+//! `hostel new`: a hello guest in any supported language, with a `hostel.toml` that serves it
+//! and editor settings that point at the SDK.
+
+use crate::sdk::sdk_dir;
+use crate::{Language, guest_name};
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+
+/// Creates `dir` with a hello guest in `language` and a `hostel.toml` that serves it.
+pub fn new(language: Language, dir: &Path) -> Result<()> {
+    if dir.exists() {
+        bail!("{} already exists: choose a new name", dir.display());
+    }
+    let name = guest_name(dir)?;
+    let sdk = sdk_dir()?;
+    let files: Vec<(&str, String)> = match language {
+        Language::Rust => vec![
+            (
+                "Cargo.toml",
+                format!(
+                    "[package]\nname = \"{name}\"\nedition = \"2024\"\nversion = \"0.1.0\"\n\
+                     publish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\n\
+                     hostel-guest = {{ path = {:?} }}\n\n[profile.release]\nstrip = \"debuginfo\"\n",
+                    sdk.join("guest-sdk/rust").display().to_string()
+                ),
+            ),
+            ("src/lib.rs", RUST_HELLO.into()),
+            (
+                ".cargo/config.toml",
+                "# A small stack: every resident page of a sandbox is reset after each request.\n\
+                 [target.wasm32-wasip2]\nrustflags = [\"-C\", \"link-arg=-zstack-size=262144\"]\n"
+                    .into(),
+            ),
+            (".gitignore", "target/\nbuild/\n".into()),
+        ],
+        Language::Python => vec![
+            ("app.py", PYTHON_HELLO.into()),
+            (".gitignore", "build/\n__pycache__/\n".into()),
+        ],
+        Language::Js => vec![
+            ("app.js", JS_HELLO.into()),
+            (".gitignore", "build/\n".into()),
+            ("jsconfig.json", crate::js::editor_config("app.js", &sdk)),
+        ],
+        Language::Ts => vec![
+            ("app.ts", TS_HELLO.into()),
+            (".gitignore", "build/\n".into()),
+            ("tsconfig.json", crate::js::editor_config("app.ts", &sdk)),
+        ],
+        Language::C => vec![
+            ("app.c", C_HELLO.into()),
+            (".gitignore", "build/\n".into()),
+            // clangd finds the SDK header and the bindings `hostel build` generates.
+            (
+                "compile_flags.txt",
+                format!(
+                    "--target=wasm32-wasi\n-I{}\n-Ibuild/bindings\n",
+                    sdk.join("guest-sdk/c").display()
+                ),
+            ),
+        ],
+    };
+    for (path, text) in files {
+        let target = dir.join(path);
+        std::fs::create_dir_all(target.parent().expect("inside the guest folder"))?;
+        std::fs::write(&target, text)
+            .with_context(|| format!("cannot write {}", target.display()))?;
+    }
+    std::fs::write(
+        dir.join("hostel.toml"),
+        format!(
+            "# Serve this guest: hostel build . && hostel serve (which reads ./hostel.toml)\n\
+             [apps.{name}]\nroute = \"/\"\ncomponent = \"build/{name}.wasm\"\n{GRANTS_EXAMPLE}"
+        ),
+    )?;
+    println!(
+        "created {0} ({1} guest); next: hostel build {0} && hostel serve --config {0}/hostel.toml",
+        dir.display(),
+        language.name()
+    );
+    Ok(())
+}
+
+/// The scaffolded config grants nothing; this shows how to grant a store and a pool.
+const GRANTS_EXAMPLE: &str = r#"
+# Guests reach only what is granted. To use the embedded key-value store ("default") and a
+# Redis pool ("cache") from this guest, uncomment:
+# [stores.default]
+# kind = "embedded"
+# path = "data/kv.redb"
+#
+# [pools.cache]
+# kind = "redis"
+# url = "redis://127.0.0.1:6379"
+#
+# [grants]
+# stores = ["default"]
+# pools = ["cache"]
+"#;
+
+const RUST_HELLO: &str = r#"use hostel_guest::{Request, Response};
+
+fn hello(req: Request) -> Response {
+    Response::text(200, format!("Hello from Hostel! You asked for {}\n", req.path()))
+}
+
+hostel_guest::http_handler!(hello);
+"#;
+
+const PYTHON_HELLO: &str = r#"import hostel
+
+
+def hello(req: hostel.Request) -> hostel.Response:
+    return hostel.Response.text(200, f"Hello from Hostel! You asked for {req.path}\n")
+
+
+IncomingHandler = hostel.handler(hello)
+"#;
+
+const JS_HELLO: &str = r#"import { serve, text } from "hostel";
+
+serve((request) => text(200, `Hello from Hostel! You asked for ${new URL(request.url).pathname}\n`));
+"#;
+
+const TS_HELLO: &str = r#"import { serve, text } from "hostel";
+
+serve((request: Request): Response =>
+  text(200, `Hello from Hostel! You asked for ${new URL(request.url).pathname}\n`));
+"#;
+
+const C_HELLO: &str = r#"#include "hostel.h"
+
+static hostel_response hello(const hostel_request *req) {
+    return hostel_text(200, "Hello from Hostel! You asked for %s\n", req->path);
+}
+
+HOSTEL_HANDLER(hello)
+"#;
