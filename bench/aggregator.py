@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hello import Server, add_common_args, free_port, service_env, wait_for_port  # noqa: E402
+from lib import Server, add_common_args, free_port, service_env, wait_for_port  # noqa: E402
 
 FANOUT = 5
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hello import free_port, run_wrk, service_env, wait_for_port, wrk_command  # noqa: E402
+from lib import free_port, run_wrk, service_env, wait_for_port, wrk_command  # noqa: E402
 
 
 # A busy loop at the priority of Hostel's threads for CPU-bound guests (fair_share.rs):

@@ -1,4 +1,4 @@
-"""Drives the hello benchmark: starts each server, loads it with wrk, prints one table.
+"""The hello benchmark: starts each server, loads it with wrk, prints one table.
 
 Servers alternate within every round so that drift on the machine (thermal, noisy neighbours)
 hits all of them alike. "pinned" runs the server on core 0 and wrk on core 1 (the fair
@@ -6,130 +6,13 @@ per-core figure on a 2-core machine); "unpinned" lets both use both cores.
 """
 
 import argparse
-import os
-import re
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, limit: float = 120.0) -> None:
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server did not listen on {port} within {limit}s")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def parse_ms(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
-def wrk_command(port: int, connections: int, duration: int, pinned: bool, host: str | None = None,
-                path: str = "/") -> list:
-    """wrk's command line; `host` sets the Host header (which chooses the tenant)."""
-    cmd = ["wrk", f"-t{1 if pinned else 2}", f"-c{connections}", f"-d{duration}s", "--latency",
-           f"http://127.0.0.1:{port}{path}"]
-    if host:
-        cmd[1:1] = ["-H", f"Host: {host}"]
-    return ["taskset", "-c", "1"] + cmd if pinned else cmd
-
-
-def run_wrk(port: int, connections: int, duration: int, pinned: bool, host: str | None = None,
-            path: str = "/") -> dict:
-    cmd = wrk_command(port, connections, duration, pinned, host, path)
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = parse_ms(re.search(r"\n\s+50%\s+(\S+)", out).group(1))
-    p99 = parse_ms(re.search(r"\n\s+99%\s+(\S+)", out).group(1))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    return {"rps": rps, "p50": p50, "p99": p99,
-            "bad": int(non2xx.group(1)) if non2xx else 0,
-            "errors": errors.group(1).strip() if errors else ""}
-
-
-def service_env() -> dict:
-    """The environment servers run with: as a service would, without backtrace capture on every
-    error value."""
-    return {k: v for k, v in os.environ.items() if k not in ("RUST_BACKTRACE", "RUST_LIB_BACKTRACE")}
-
-
-def add_common_args(ap: argparse.ArgumentParser) -> None:
-    """The binaries and settings every benchmark driver takes (bench/run passes them)."""
-    ap.add_argument("--hostel", required=True)
-    ap.add_argument("--native", required=True)
-    ap.add_argument("--wasmtime", required=True)
-    ap.add_argument("--component", required=True)
-    ap.add_argument("--duration", type=int, default=10)
-
-
-class Server:
-    def __init__(self, name: str, argv_for_port):
-        self.name = name
-        self.argv_for_port = argv_for_port
-
-    def measure(self, connections: int, duration: int, pinned: bool, after=None,
-                before=None, path: str = "/") -> dict:
-        """Starts the server, warms it up, loads it with wrk and stops it. `before(port)` runs
-        just before the measured run and `after(port)` just after it, while the server still
-        runs; either may add figures of its own."""
-        port = free_port()
-        argv = self.argv_for_port(port)
-        if pinned:
-            argv = ["taskset", "-c", "0"] + argv
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env=service_env())
-        try:
-            wait_for_port(port, proc)
-            run_wrk(port, connections, 2, pinned, path=path)  # warm-up
-            figures = before(port) if before else {}
-            cpu_before = cpu_seconds(proc.pid)
-            result = run_wrk(port, connections, duration, pinned, path=path) | figures
-            result["cores"] = (cpu_seconds(proc.pid) - cpu_before) / duration
-            result["rss"] = rss_mib(proc.pid)
-            if after:
-                result.update(after(port))
-            return result
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lib import HERE, Server, add_common_args, sandbox_cost  # noqa: E402
 
 
 def main() -> None:
@@ -158,6 +41,10 @@ def main() -> None:
                                             str(p)]),
         Server("native-hyper", lambda p: [args.native, f"127.0.0.1:{p}"]),
     ]
+    if args.before:
+        servers.insert(1, Server("hostel-before", lambda p: [args.before, "serve", "--config",
+                                                             str(config), "--listen", f"127.0.0.1:{p}",
+                                                             "--log", "warn"]))
     connections = [int(c) for c in args.connections.split(",")]
     modes = args.modes.split(",")
 
@@ -190,11 +77,8 @@ def main() -> None:
                 print(f"| {mode} | {conns} | {server.name} | {s['rps']:.0f}{bad} | {s['p50']:.2f} | "
                       f"{s['p99']:.2f} | {s['cores']:.2f} | {s['rss']:.0f} | {ratio} |")
 
-    cost = subprocess.run(
-        (["taskset", "-c", "0"] if "pinned" in modes else []) +
-        [args.hostel, "measure", "--config", str(config), "--requests", "20000", "--log", "warn"],
-        capture_output=True, text=True, check=True, env=service_env()).stdout.strip()
-    print(f"\nHostel {cost}")
+    cost = sandbox_cost(args.hostel, config, pinned="pinned" in modes)
+    print(f"\nHostel {cost} (hostel measure on this run's config)")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hello import Server, free_port, run_wrk, wait_for_port  # noqa: E402
+from lib import Server, free_port, run_wrk, wait_for_port  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 

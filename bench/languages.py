@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hello import Server, service_env  # noqa: E402
+from lib import Server, service_env  # noqa: E402
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hello import Server, add_common_args, free_port, service_env, wait_for_port  # noqa: E402
+from lib import Server, add_common_args, free_port, service_env, wait_for_port  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -61,6 +61,10 @@ def main() -> None:
                lambda p: [args.python, str(HERE / "peers" / "aiohttp_redis_counter.py"), str(p), url]),
         Server("native-hyper+redis-rs", lambda p: [args.native, f"127.0.0.1:{p}", url]),
     ]
+    if args.before:
+        servers.insert(1, Server("hostel-before", lambda p: [args.before, "serve", "--config",
+                                                             str(config), "--listen",
+                                                             f"127.0.0.1:{p}", "--log", "warn"]))
     results: dict = {}
     try:
         for conns in [int(c) for c in args.connections.split(",")]:

@@ -7,7 +7,6 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
 /// Where the admin API is and the token to show it.
@@ -29,8 +28,10 @@ impl AdminClient {
     }
 
     pub fn deploy(&self, tenant: &str, app: &str, route: &str, component: &[u8]) -> Result<Value> {
-        let route = utf8_percent_encode(route, NON_ALPHANUMERIC);
-        let path = format!("/v1/tenants/{tenant}/apps/{app}?route={route}");
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("route", route)
+            .finish();
+        let path = format!("/v1/tenants/{tenant}/apps/{app}?{query}");
         self.call(Method::PUT, &path, Bytes::copy_from_slice(component))
     }
 

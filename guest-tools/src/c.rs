@@ -3,8 +3,10 @@
 //! reactor adapter, all linked into `hostel` itself, so C needs nothing beyond the Debian
 //! packages.
 
+use crate::fresh::up_to_date;
+use crate::guest::World;
 use crate::sdk::{read_wit, sdk_dir};
-use crate::{World, run, say, up_to_date};
+use crate::steps::{run, say};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;

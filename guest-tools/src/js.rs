@@ -1,8 +1,9 @@
 //! JavaScript and TypeScript guests: `tsc` checks TypeScript, esbuild bundles the SDK in,
 //! componentize-js (StarlingMonkey) makes the component; jco generates the WIT's declarations.
 
+use crate::fresh::up_to_date;
 use crate::sdk::{sdk_dir, tools_dir};
-use crate::{run, say, up_to_date};
+use crate::steps::{run, say};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,30 +35,28 @@ const TS_OPTIONS: [&str; 12] = [
 
 /// A jsconfig/tsconfig.json with which editors check `entry` as `hostel build` does.
 pub(crate) fn editor_config(entry: &str, sdk: &Path) -> String {
-    let mut options: Vec<String> = TS_OPTIONS
-        .chunks(2)
-        .map(|o| format!("\"{}\": {}", &o[0][2..], ts_option_json(o[1])))
-        .collect();
-    options.push("\"checkJs\": true".into());
-    format!(
-        "{{\n  \"compilerOptions\": {{ {} }},\n  \"files\": [{entry:?}, {:?}]\n}}\n",
-        options.join(", "),
-        sdk.join("guest-sdk/js/hostel.d.ts").display().to_string()
-    )
+    let mut options = serde_json::Map::new();
+    for pair in TS_OPTIONS.chunks(2) {
+        options.insert(pair[0][2..].to_string(), ts_option_json(pair[1]));
+    }
+    options.insert("checkJs".into(), true.into());
+    let declarations = sdk.join("guest-sdk/js/hostel.d.ts");
+    let config = serde_json::json!({
+        "compilerOptions": options,
+        "files": [entry, declarations.display().to_string()],
+    });
+    let mut text = serde_json::to_string_pretty(&config).expect("JSON values serialise");
+    text.push('\n');
+    text
 }
 
-/// A `tsc` flag's value as tsconfig.json wants it.
-fn ts_option_json(value: &str) -> String {
+/// A `tsc` flag's value as tsconfig.json wants it: a boolean, a list or a string.
+fn ts_option_json(value: &str) -> serde_json::Value {
     match value {
-        "true" | "false" => value.to_string(),
-        list if list.contains(',') => format!(
-            "[{}]",
-            list.split(',')
-                .map(|v| format!("{v:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        other => format!("{other:?}"),
+        "true" => true.into(),
+        "false" => false.into(),
+        list if list.contains(',') => list.split(',').collect::<Vec<_>>().into(),
+        other => other.into(),
     }
 }
 

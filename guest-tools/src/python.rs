@@ -1,8 +1,9 @@
 //! Python guests: componentize-py (CPython inside the component) at a pinned version, in a
 //! virtualenv of its own.
 
+use crate::fresh::up_to_date;
 use crate::sdk::{sdk_dir, tools_dir};
-use crate::{run, say, up_to_date};
+use crate::steps::{run, say};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! Rust guests: cargo for `wasm32-wasip2`, whose output is a component already.
 
-use crate::{run, say};
+use crate::steps::{run, say};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::process::Command;

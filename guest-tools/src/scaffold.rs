@@ -1,8 +1,9 @@
 //! `hostel new`: a hello guest in any supported language, with a `hostel.toml` that serves it
 //! and editor settings that point at the SDK.
 
+use crate::guest::{Language, guest_name};
+use crate::js::editor_config;
 use crate::sdk::sdk_dir;
-use crate::{Language, guest_name};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
@@ -40,12 +41,12 @@ pub fn new(language: Language, dir: &Path) -> Result<()> {
         Language::Js => vec![
             ("app.js", JS_HELLO.into()),
             (".gitignore", "build/\n".into()),
-            ("jsconfig.json", crate::js::editor_config("app.js", &sdk)),
+            ("jsconfig.json", editor_config("app.js", &sdk)),
         ],
         Language::Ts => vec![
             ("app.ts", TS_HELLO.into()),
             (".gitignore", "build/\n".into()),
-            ("tsconfig.json", crate::js::editor_config("app.ts", &sdk)),
+            ("tsconfig.json", editor_config("app.ts", &sdk)),
         ],
         Language::C => vec![
             ("app.c", C_HELLO.into()),

@@ -1,6 +1,7 @@
 //! The guest SDKs and WIT embedded in `hostel`, unpacked once per content into the cache
 //! (`sdk/<content hash>/`), and the folders toolchains are installed into.
 
+use crate::steps::say;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -9,17 +10,16 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
 }
 
-/// Where `hostel` unpacks and installs: `$XDG_CACHE_HOME/hostel` or `~/.cache/hostel`.
+/// Where `hostel` unpacks the SDKs and installs toolchains: `hostel/` in the user's cache
+/// folder (`$XDG_CACHE_HOME` or `~/.cache` on Linux), as for the host's code cache.
 fn cache_dir() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir).join("hostel"));
-    }
-    let home = std::env::var_os("HOME").context("no HOME or XDG_CACHE_HOME set")?;
-    Ok(PathBuf::from(home).join(".cache").join("hostel"))
+    Ok(dirs::cache_dir()
+        .context("no cache folder for this user: set HOME or XDG_CACHE_HOME")?
+        .join("hostel"))
 }
 
-/// Where language toolchains are installed: `$HOSTEL_GUEST_TOOLS`, else
-/// `<cache>/guest-tools`.
+/// Where language toolchains are installed: `$HOSTEL_GUEST_TOOLS`, else `guest-tools/` in
+/// the cache folder.
 pub(crate) fn tools_dir() -> Result<PathBuf> {
     match std::env::var_os("HOSTEL_GUEST_TOOLS").filter(|d| !d.is_empty()) {
         Some(dir) => Ok(PathBuf::from(dir)),
@@ -45,8 +45,7 @@ fn unpack_sdk() -> Result<PathBuf> {
         hash.update(bytes);
     }
     let digest = hash.finalize();
-    let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    let dir = cache_dir()?.join("sdk").join(short);
+    let dir = cache_dir()?.join("sdk").join(hex::encode(&digest[..8]));
     if dir.is_dir() {
         return Ok(dir);
     }
@@ -159,7 +158,7 @@ pub(crate) fn refresh_sdk_references(dir: &Path, sdk: &Path) -> Result<()> {
         if updated != text {
             std::fs::write(&path, updated)
                 .with_context(|| format!("cannot update {}", path.display()))?;
-            crate::say(&format!(
+            say(&format!(
                 "{} now refers to this hostel's SDK ({current})",
                 path.display()
             ));

@@ -8,7 +8,7 @@
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -35,11 +35,11 @@ impl CodeCache {
                 dir.display()
             )
         })?;
-        let mut hasher = std::hash::DefaultHasher::new();
+        let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(CodeCache {
             dir: dir.to_path_buf(),
-            engine_key: format!("{:016x}", hasher.finish()),
+            engine_key: hex::encode(&hasher.0.finalize()[..8]),
         })
     }
 
@@ -47,8 +47,9 @@ impl CodeCache {
     pub fn component(&self, engine: &Engine, wasm: &[u8]) -> Result<(Component, CacheOutcome)> {
         check_is_component(wasm)?;
         let digest = Sha256::digest(wasm);
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        let path = self.dir.join(format!("{hex}-{}.cwasm", self.engine_key));
+        let path = self
+            .dir
+            .join(format!("{}-{}.cwasm", hex::encode(digest), self.engine_key));
 
         if path.is_file() {
             let started = Instant::now();
@@ -121,6 +122,21 @@ fn check_is_component(wasm: &[u8]) -> Result<()> {
             "unsupported WebAssembly version or layer {:02x?}",
             &wasm[4..8]
         ),
+    }
+}
+
+/// Feeds what a value hashes into SHA-256: a key that, unlike `DefaultHasher`'s, is the same
+/// from one Rust release to the next, so a persisted cache stays valid across host builds.
+struct Sha256Hasher(Sha256);
+
+impl std::hash::Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        let digest = self.0.clone().finalize();
+        u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
     }
 }
 

@@ -4,41 +4,46 @@
 //! short-lived guests: HTTP handler components that get a fresh sandbox for every request.
 //!
 //! The request path, in file order: [`server`] (accept, HTTP/1.1 + h2c) → [`request`] (request
-//! id, error responses) → [`router`] (Host + path prefix) → [`admission`] (concurrency, body
-//! size) → [`sandbox`] (new `Store`, limits, deadline, guest call). Loaded once at startup:
-//! [`config`], [`engine`], [`code_cache`], [`apps`], [`capabilities`].
+//! id, admission, error responses) → [`router`] (Host + path prefix) → [`body`] (size limits)
+//! → [`sandbox`] (new `Store`, limits, deadline, guest call). Loaded once at startup:
+//! [`config`] (assembled from [`sections`]), [`engine`], [`code_cache`], [`apps`], [`tenant`]
+//! and [`capabilities`], each in the one shape of [`capabilities::shape`]. The admin API
+//! ([`admin`]) builds on the host; nothing in the core imports it.
 
 pub mod admin;
-pub mod admission;
 pub mod apps;
+pub mod body;
 pub mod capabilities;
 pub mod code_cache;
 pub mod config;
 pub mod engine;
 pub mod fair_share;
+pub mod limits;
 pub mod measure;
-pub mod pools;
+pub mod names;
 pub mod request;
 pub mod request_id;
 pub mod router;
 pub mod routes;
 pub mod sandbox;
 pub mod secrets;
+pub mod sections;
 pub mod server;
+pub mod tenant;
 pub mod tls;
+pub mod units;
 
-use admin::deployments::Deployment;
 use anyhow::{Context, Result};
-use apps::{App, AppLoader, Source, TenantRuntime};
+use apps::{AppKey, AppLoader, Installed, Origin, Source};
 use arc_swap::ArcSwap;
-use capabilities::keyvalue::Backend;
+use capabilities::AppCapabilities;
+use capabilities::servers::Servers;
 use config::Config;
 use engine::EngineSizing;
-use pools::Pools;
 use router::Router;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use tenant::Tenant;
 use wasmtime::Engine;
 
 /// Everything a running host shares between requests.
@@ -47,31 +52,14 @@ pub struct Host {
     /// Swapped whole when the set of apps changes: a request routes on the router it loaded,
     /// so it finishes on the app version it started with.
     router: ArcSwap<Router>,
-    pools: Pools,
-    tenants: HashMap<String, Arc<TenantRuntime>>,
+    /// The servers the capabilities keep connections to, for their lifecycle.
+    servers: Servers,
+    tenants: HashMap<String, Arc<Tenant>>,
     loader: AppLoader,
     /// Every app being served, by (tenant, app name).
     installed: Mutex<BTreeMap<AppKey, Installed>>,
     /// Every host some tenant lists: served by its tenants only (see [`router`]).
     listed_hosts: Vec<String>,
-}
-
-/// (tenant, app name)
-pub type AppKey = (String, String);
-
-/// An app being served and where it came from.
-#[derive(Clone)]
-pub struct Installed {
-    pub app: Arc<App>,
-    pub origin: Origin,
-}
-
-#[derive(Clone)]
-pub enum Origin {
-    /// Named in the config file; changed by editing it.
-    Config(PathBuf),
-    /// Deployed through the admin API; persisted in the deployment manifest.
-    Deployed(Deployment),
 }
 
 impl Host {
@@ -84,7 +72,7 @@ impl Host {
             .iter()
             .map(|t| t.limits.memory)
             .max()
-            .unwrap_or(config::DEFAULT_MEMORY);
+            .unwrap_or(limits::DEFAULT_MEMORY);
         let engine = engine::build_engine(EngineSizing {
             max_instances: config.max_instances,
             max_memory,
@@ -92,20 +80,20 @@ impl Host {
         })?;
         let loader = AppLoader::new(&engine, &config.code_cache)?;
 
-        let mut pools =
-            Pools::open(config).with_context(|| format!("{}: [pools]", config.source.display()))?;
-        let mut stores = HashMap::new();
-        for (name, store) in &config.stores {
-            let backend = Backend::open(name, store, &mut pools)
-                .with_context(|| format!("{}: key `stores.{name}`", config.source.display()))?;
-            stores.insert(name.clone(), backend);
-        }
+        let mut servers = Servers::default();
+        let grants: Vec<_> = (config.tenants.iter())
+            .map(|t| (t.name.as_str(), &t.grants))
+            .collect();
+        // App-lifetime state lives on in the tenants that hold it, and in `servers`.
+        let capabilities = AppCapabilities::new(&config.capabilities, &grants, &mut servers)
+            .with_context(|| config.source.display().to_string())?;
 
         let mut tenants = HashMap::new();
         let mut installed = BTreeMap::new();
         let cpu_slots = fair_share::cpu_slots(config.tenants.len());
         for tenant in &config.tenants {
-            let runtime = TenantRuntime::new(tenant, &stores, &pools, cpu_slots);
+            let runtime = Tenant::new(tenant, &capabilities, cpu_slots)
+                .with_context(|| config.source.display().to_string())?;
             for app in &tenant.apps {
                 let loaded = loader
                     .load(
@@ -146,7 +134,7 @@ impl Host {
         Ok(Host {
             engine,
             router: ArcSwap::from_pointee(router),
-            pools,
+            servers,
             tenants,
             loader,
             installed: Mutex::new(installed),
@@ -154,15 +142,15 @@ impl Host {
         })
     }
 
-    /// Connects the pools as configured (see [`Pools::start`]); fails only for a pool that
+    /// Connects the pools as configured (see [`Servers::start`]); fails only for a pool that
     /// must be reachable at startup.
     pub async fn start_pools(&self) -> Result<()> {
-        self.pools.start().await
+        self.servers.start().await
     }
 
     /// Closes the pools; call once requests have drained.
     pub fn close_pools(&self) {
-        self.pools.close();
+        self.servers.close();
     }
 
     pub fn engine(&self) -> &Engine {
@@ -174,11 +162,11 @@ impl Host {
         self.router.load()
     }
 
-    pub fn tenant(&self, name: &str) -> Option<&Arc<TenantRuntime>> {
+    pub fn tenant(&self, name: &str) -> Option<&Arc<Tenant>> {
         self.tenants.get(name)
     }
 
-    pub fn tenants(&self) -> impl Iterator<Item = &Arc<TenantRuntime>> {
+    pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
         self.tenants.values()
     }
 

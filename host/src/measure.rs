@@ -2,6 +2,8 @@
 //! no network in the way, for benchmarks and profiling.
 
 use crate::Host;
+use crate::apps::App;
+use crate::routes::normalize_host;
 use crate::sandbox;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -25,8 +27,8 @@ pub async fn sandbox_cost(
     path: &str,
     requests: usize,
 ) -> Result<SandboxCost> {
-    let name = crate::routes::normalize_host(authority)
-        .with_context(|| format!("{authority:?} is not a host name"))?;
+    let name =
+        normalize_host(authority).with_context(|| format!("{authority:?} is not a host name"))?;
     let app = host
         .router()
         .find(&name, path)
@@ -49,13 +51,13 @@ pub async fn sandbox_cost(
     })
 }
 
-async fn one_request(app: &Arc<crate::apps::App>, authority: &str, path: &str) -> Result<()> {
+async fn one_request(app: &Arc<App>, authority: &str, path: &str) -> Result<()> {
     let body = Empty::<Bytes>::new();
     let request = http::Request::get(path)
         .header(http::header::HOST, authority)
         .body(body)?;
     let permit = app.tenant.admission.clone().try_acquire_owned()?;
-    let response = match sandbox::run(app.clone(), request, permit).await {
+    let response = match sandbox::run(&app.pre, &app.tenant, request, permit).await {
         Ok(response) => response,
         Err(failure) => bail!("the guest failed: {failure:?}"),
     };

@@ -2,9 +2,10 @@
 //! Every response the host makes itself says why, and carries the request id.
 
 use crate::Host;
-use crate::admission::LimitedBody;
 use crate::apps::App;
+use crate::body::LimitedBody;
 use crate::request_id::RequestId;
+use crate::routes::normalize_host;
 use crate::sandbox::{self, Failure};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
@@ -90,7 +91,7 @@ fn route(host: &Host, request: &Request<Incoming>) -> Result<Arc<App>, (StatusCo
         })?,
         (None, None) => return Err((StatusCode::BAD_REQUEST, "the request has no Host header")),
     };
-    let Some(name) = crate::routes::normalize_host(authority) else {
+    let Some(name) = normalize_host(authority) else {
         return Err((
             StatusCode::BAD_REQUEST,
             "the Host header is not a host name",
@@ -139,7 +140,7 @@ async fn run(
     let (body, exceeded) = LimitedBody::new(body, limits.request_body);
     let request = Request::from_parts(parts, body);
 
-    let outcome = sandbox::run(app.clone(), request, permit).await;
+    let outcome = sandbox::run(&app.pre, &app.tenant, request, permit).await;
     if exceeded.load(Ordering::Acquire) {
         return too_large(limits.request_body, id);
     }

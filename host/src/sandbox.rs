@@ -2,9 +2,10 @@
 //! component, limits applied, the guest's `incoming-handler.handle` called, and everything the
 //! guest held dropped with the store — after a normal return, a trap or a timeout alike.
 
-use crate::apps::{App, TenantRuntime};
-use crate::capabilities::outbound_http::OutboundHttp;
+use crate::capabilities::shape::{HasView, RequestInfo};
+use crate::capabilities::{Parts, RequestCapabilities, StoreData, outbound_http, wasi};
 use crate::fair_share::GuestShare;
+use crate::tenant::Tenant;
 use hyper::body::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,21 +13,21 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::Instrument;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
 /// How long past its deadline a request waits for a guest that has not stopped itself.
 const DEADLINE_GRACE: Duration = Duration::from_millis(100);
 
-/// The data of a request's `Store`: request-lifetime state of every capability.
+/// The data of a request's `Store`: its tenant, the request-lifetime state of every
+/// capability and the resource table they share, and the sandbox's own limits.
 pub struct SandboxState {
-    app: Arc<App>,
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
+    tenant: Arc<Tenant>,
+    capabilities: RequestCapabilities,
     table: ResourceTable,
-    outbound: OutboundHttp,
     memory: MemoryLimit,
     deadline: Instant,
     timed_out: bool,
@@ -34,30 +35,25 @@ pub struct SandboxState {
     cpu_share: GuestShare,
 }
 
-impl SandboxState {
-    /// The tenant (its grants and namespace) and the resource table, borrowed together:
-    /// what every capability's host functions work on.
-    pub fn tenant_and_table(&mut self) -> (&TenantRuntime, &mut ResourceTable) {
-        (&self.app.tenant, &mut self.table)
+impl StoreData for SandboxState {
+    fn capabilities(&mut self) -> Parts<'_> {
+        Parts {
+            tenant: &self.tenant.capabilities,
+            request: &mut self.capabilities,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiView for SandboxState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        wasi::ctx(HasView::<wasi::Wasi>::view(self))
     }
 }
 
 impl WasiHttpView for SandboxState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.outbound,
-        }
+        outbound_http::ctx(HasView::<outbound_http::OutboundHttp>::view(self))
     }
 }
 
@@ -114,10 +110,12 @@ pub enum Failure {
     Host(String),
 }
 
-/// Runs the app's guest on one request. Resolves once the guest has produced response headers
-/// (the body keeps streaming from the guest's task) or has failed.
+/// Runs an app's guest — `pre`, its pre-instantiated component, for `tenant` — on one
+/// request. Resolves once the guest has produced response headers (the body keeps streaming
+/// from the guest's task) or has failed.
 pub async fn run<B>(
-    app: Arc<App>,
+    pre: &ProxyPre<SandboxState>,
+    tenant: &Arc<Tenant>,
     request: hyper::Request<B>,
     permit: OwnedSemaphorePermit,
 ) -> Result<hyper::Response<HyperOutgoingBody>, Failure>
@@ -126,24 +124,15 @@ where
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let span = tracing::Span::current();
-    let tenant = &app.tenant;
     let timeout = tenant.limits.timeout;
     let deadline = Instant::now() + timeout;
 
-    let wasi = tenant
-        .wasi
-        .build(&span)
+    let capabilities = RequestCapabilities::new(&tenant.capabilities, &RequestInfo { span: &span })
         .map_err(|e| Failure::Host(format!("{e:#}")))?;
     let state = SandboxState {
-        app: app.clone(),
-        wasi,
-        http: WasiHttpCtx::new(),
+        tenant: tenant.clone(),
+        capabilities,
         table: ResourceTable::new(),
-        outbound: OutboundHttp::new(
-            tenant.egress.clone(),
-            tenant.http_client.clone(),
-            tenant.limits.outbound_calls,
-        ),
         memory: MemoryLimit {
             bytes: usize::try_from(tenant.limits.memory).unwrap_or(usize::MAX),
             exceeded: false,
@@ -152,7 +141,7 @@ where
         timed_out: false,
         cpu_share: GuestShare::default(),
     };
-    let mut store = Store::new(&app.engine, state);
+    let mut store = Store::new(pre.instance_pre().engine(), state);
     store.limiter(|state| &mut state.memory);
     // Every epoch tick a running guest traps if its deadline has passed, else yields its
     // thread (taking turns with its tenant's other busy guests: see `fair_share`).
@@ -163,7 +152,7 @@ where
             state.timed_out = true;
             return Ok(UpdateDeadline::Interrupt);
         }
-        Ok(state.app.tenant.cpu.on_tick(&mut state.cpu_share))
+        Ok(state.tenant.cpu.on_tick(&mut state.cpu_share))
     });
 
     let (sender, receiver) = oneshot::channel();
@@ -175,12 +164,13 @@ where
         .new_response_outparam(sender)
         .map_err(host_failure)?;
 
-    let (share, owner) = (store.data().cpu_share.clone(), app.tenant.clone());
+    let (share, owner) = (store.data().cpu_share.clone(), tenant.clone());
     let guest_share = share.clone();
+    let (pre, tenant) = (pre.clone(), tenant.clone());
     let guest = async move {
         let share = guest_share;
         let call = async {
-            let proxy = app.pre.instantiate_async(&mut store).await?;
+            let proxy = pre.instantiate_async(&mut store).await?;
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, req, out)
@@ -188,7 +178,7 @@ where
         };
         // Waiting for a CPU slot counts against the deadline like everything else.
         let admitted_call = async {
-            app.tenant.cpu.admit(&share).await;
+            tenant.cpu.admit(&share).await;
             share.watch_waits(call).await
         };
         let result = tokio::time::timeout_at(deadline.into(), admitted_call).await;

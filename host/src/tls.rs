@@ -5,12 +5,12 @@
 //! certificate chain and the host name, `verify-ca` the chain only, `require` and `prefer`
 //! encrypt without checking — unless the pool names a CA file, which makes them `verify-ca`.
 
-use crate::config::CaFile;
 use anyhow::{Context, Result, bail};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// How much of the server's certificate is checked.
@@ -22,6 +22,34 @@ pub enum Verify {
     Chain,
     /// The chain and that the certificate names the host (`verify-full`, `rediss://`).
     ChainAndName,
+}
+
+/// A CA certificate file a pool names (`ca_file`), read and checked at startup.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CaFile {
+    pub path: PathBuf,
+    pub pem: Vec<u8>,
+}
+
+impl CaFile {
+    /// Reads a PEM file that must hold at least one certificate.
+    pub fn read(path: &Path) -> Result<CaFile> {
+        let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        use rustls::pki_types::pem::PemObject;
+        let certificates = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("{}: not a PEM certificate file: {e}", path.display()))?;
+        if certificates.is_empty() {
+            bail!(
+                "{}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+                path.display()
+            );
+        }
+        Ok(CaFile {
+            path: path.to_path_buf(),
+            pem,
+        })
+    }
 }
 
 /// Makes ring the process's crypto provider (the Redis client builds its TLS configs with the

@@ -43,10 +43,7 @@ pub fn fuzz_config(cases: u32, source_file: &'static str) -> proptest::test_runn
 /// The SHA-256 (hex) of an admin token, as the config holds it.
 pub fn token_sha256(token: &str) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
 /// The repository root.

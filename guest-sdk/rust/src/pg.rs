@@ -31,9 +31,9 @@ pub use wit::{Column, DbError, Timestamp, Value};
 /// Why a call failed.
 #[derive(Debug, Clone)]
 pub enum Error {
-    /// No pool by this name is configured on the host.
+    /// No pool by this name is configured on the host (the host's explanation).
     NoSuchPool(String),
-    /// The pool exists, but this app's tenant was not granted it.
+    /// The pool exists, but this app's tenant was not granted it (the host's explanation).
     NotGranted(String),
     /// The server cannot be reached or no connection came free in time: worth a 503.
     Unavailable(String),
@@ -65,8 +65,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NoSuchPool(name) => write!(f, "no PostgreSQL pool is named {name:?}"),
-            Error::NotGranted(name) => write!(f, "PostgreSQL pool {name:?} is not granted"),
+            Error::NoSuchPool(why) | Error::NotGranted(why) => f.write_str(why),
             Error::Unavailable(why) => write!(f, "database unavailable: {why}"),
             Error::Db(db) => {
                 write!(f, "{} (SQLSTATE {})", db.message, db.code)?;

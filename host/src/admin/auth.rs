@@ -62,11 +62,7 @@ pub fn new_token() -> Result<(String, String)> {
     getrandom::fill(&mut bytes).map_err(|e| {
         anyhow::anyhow!("the system has no random numbers to make a token from: {e}")
     })?;
-    let token = hex(&bytes);
-    let hash = hex(&Sha256::digest(token.as_bytes()));
+    let token = hex::encode(bytes);
+    let hash = hex::encode(Sha256::digest(token.as_bytes()));
     Ok((token, hash))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

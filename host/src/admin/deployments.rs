@@ -6,26 +6,13 @@
 //! is replaced the same way (temporary file, fsync, rename, fsync of the folder). Blobs no
 //! manifest names — a deploy cut off half-way — are removed when the store is opened.
 
-use super::auth::hex;
+use crate::apps::Deployment;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// One deployed app.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Deployment {
-    pub tenant: String,
-    pub app: String,
-    pub route: String,
-    /// SHA-256 (hex) of the component: its blob's name.
-    pub digest: String,
-    pub size: u64,
-    /// RFC 3339, UTC.
-    pub deployed_at: String,
-}
 
 #[derive(Default, Serialize, Deserialize)]
 struct Manifest {
@@ -109,7 +96,7 @@ impl DeploymentStore {
             let path = self.blob(&deployment.digest);
             let bytes =
                 std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            if hex(&Sha256::digest(&bytes)) != deployment.digest {
+            if hex::encode(Sha256::digest(&bytes)) != deployment.digest {
                 bail!(
                     "{} does not match its digest: the file was changed outside hostel",
                     path.display()
@@ -122,7 +109,7 @@ impl DeploymentStore {
 
     /// Stores a component durably under its digest; returns the digest.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<String> {
-        let digest = hex(&Sha256::digest(bytes));
+        let digest = hex::encode(Sha256::digest(bytes));
         let path = self.blob(&digest);
         if !path.exists() {
             let temp = self

@@ -16,18 +16,19 @@
 pub mod auth;
 pub mod deployments;
 
-use crate::apps::Source;
+use crate::Host;
+use crate::apps::{AppKey, Deployment, Installed, Origin, Source};
+use crate::config;
+use crate::names;
 use crate::routes::{self, Claim};
-use crate::{AppKey, Host, Installed, Origin, config};
 use anyhow::{Context, Result};
 use auth::{Principal, Tokens};
 use bytes::Bytes;
-use deployments::{Deployment, DeploymentStore};
+use deployments::DeploymentStore;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -186,7 +187,7 @@ impl Admin {
         let mut body = describe(key, &installed);
         let component = installed.app.pre.instance_pre().component();
         let ty = component.component_type();
-        let engine = &installed.app.engine;
+        let engine = installed.app.pre.instance_pre().engine();
         body["imports"] = ty.imports(engine).map(|(name, _)| name).collect();
         body["exports"] = ty.exports(engine).map(|(name, _)| name).collect();
         Ok(reply(StatusCode::OK, body))
@@ -194,8 +195,7 @@ impl Admin {
 
     async fn deploy(&self, key: AppKey, request: Request<Incoming>) -> Result<Reply, ApiError> {
         let (tenant, name) = &key;
-        config::check_name(name, "app")
-            .map_err(|e| error(StatusCode::BAD_REQUEST, &e.to_string()))?;
+        names::check(name, "app").map_err(|e| error(StatusCode::BAD_REQUEST, &e.to_string()))?;
         let route = query_param(request.uri().query(), "route")
             .ok_or_else(|| {
                 error(
@@ -204,7 +204,7 @@ impl Admin {
                 )
             })
             .and_then(|r| {
-                crate::routes::normalize_route(&r)
+                routes::normalize_route(&r)
                     .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("route {r:?}: {e}")))
             })?;
         let bytes = Limited::new(request.into_body(), MAX_COMPONENT)
@@ -385,10 +385,9 @@ fn describe((tenant, name): &AppKey, installed: &Installed) -> Value {
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == name).then(|| percent_decode_str(value).decode_utf8_lossy().into_owned())
-    })
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
 }
 
 fn no_app((tenant, app): &AppKey) -> ApiError {

@@ -1,27 +1,31 @@
 //! `wasi:keyvalue@0.2.0-draft2` (store, atomics with increment and compare-and-swap, batch) over
 //! host-held stores — the version Spin and wasmCloud guests are built against.
 //!
-//! App-lifetime state: one [`Backend`] per configured store, opened once at startup — the
-//! embedded store on local disk ([`embedded`]) or a Redis server ([`redis`]). Request-lifetime
-//! state: the buckets a guest opened, in its resource table, dropped with the sandbox. A tenant
-//! sees only the stores it was granted, and the host namespaces its keys (a table of its own,
-//! or a key prefix): no key of another tenant can be named, listed or overwritten. Storage
-//! failures reach the guest as `wasi:keyvalue` errors, never as traps.
+//! Config: the `[stores]` section ([`backend::StoreSection`]). App-lifetime state: one
+//! [`Backend`] per configured store, opened once at startup — the embedded store on local disk
+//! ([`embedded`]) or a Redis server ([`redis`]). Tenant state: the stores it was granted and
+//! its namespace. Request-lifetime state: the buckets a guest opened, in its resource table,
+//! dropped with the sandbox. The host namespaces a tenant's keys (a table of its own, or a key
+//! prefix): no key of another tenant can be named, listed or overwritten. Storage failures
+//! reach the guest as `wasi:keyvalue` errors, never as traps.
 
+mod backend;
 mod embedded;
 mod redis;
 
+pub use backend::{Backend, StoreConfig, StoreSection};
 pub use embedded::EmbeddedStore;
 
-use super::grants::Refusal;
-use super::redis::RedisPool;
-use crate::apps::TenantRuntime;
-use crate::config::StoreConfig;
-use crate::pools::Pools;
-use crate::sandbox::SandboxState;
-use anyhow::{Context, Result};
+use super::grants::{Grants, Refusal, granted_names};
+use super::servers::Servers;
+use super::shape::{Capability, ConfigFile, HasView, RequestInfo, TenantInfo, host_view};
+use crate::names;
+use crate::sections::Table;
+use anyhow::Result;
+use backend::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{Linker, Resource};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -39,141 +43,6 @@ use atomics::CasError;
 use bindings::wasi::keyvalue::{atomics, batch, store};
 use store::{Error as KvError, KeyResponse};
 
-/// A key and its value (`None`: absent), as `batch.get-many` returns them.
-pub type Entry = (String, Option<Vec<u8>>);
-
-/// Keys returned per `list-keys` page (a hint for Redis's SCAN).
-const LIST_PAGE: usize = 1000;
-
-/// A configured store, shared by every request of every tenant granted it.
-#[derive(Clone)]
-pub enum Backend {
-    Embedded(Arc<EmbeddedStore>),
-    /// On a Redis pool, shared with `[pools]` entries of equal settings.
-    Redis(Arc<RedisPool>),
-}
-
-impl Backend {
-    /// Opens a configured store; a Redis store connects as its pool does.
-    pub fn open(name: &str, config: &StoreConfig, pools: &mut Pools) -> Result<Backend> {
-        Ok(match config {
-            StoreConfig::Embedded(path) => Backend::Embedded(EmbeddedStore::open(path)?),
-            StoreConfig::Redis(pool) => Backend::Redis(pools.redis_pool(name, pool)?),
-        })
-    }
-
-    async fn get(self, ns: Arc<str>, key: String) -> Result<Option<Vec<u8>>> {
-        match self {
-            Backend::Embedded(s) => blocking(move || s.get(&ns, &key)).await,
-            Backend::Redis(r) => redis::get(&r, &ns, &key).await,
-        }
-    }
-
-    async fn set(self, ns: Arc<str>, key: String, value: Vec<u8>) -> Result<()> {
-        self.set_many(ns, vec![(key, value)]).await
-    }
-
-    async fn set_many(self, ns: Arc<str>, entries: Vec<(String, Vec<u8>)>) -> Result<()> {
-        match self {
-            Backend::Embedded(s) => {
-                blocking(move || {
-                    s.write(&ns, |t| {
-                        for (key, value) in &entries {
-                            t.insert(key.as_str(), value.as_slice())?;
-                        }
-                        Ok(())
-                    })
-                })
-                .await
-            }
-            Backend::Redis(r) => redis::set_many(&r, &ns, entries).await,
-        }
-    }
-
-    async fn delete_many(self, ns: Arc<str>, keys: Vec<String>) -> Result<()> {
-        match self {
-            Backend::Embedded(s) => {
-                blocking(move || {
-                    s.write(&ns, |t| {
-                        for key in &keys {
-                            t.remove(key.as_str())?;
-                        }
-                        Ok(())
-                    })
-                })
-                .await
-            }
-            Backend::Redis(r) => redis::delete(&r, &ns, &keys).await,
-        }
-    }
-
-    async fn exists(self, ns: Arc<str>, key: String) -> Result<bool> {
-        match self {
-            Backend::Embedded(s) => blocking(move || Ok(s.get(&ns, &key)?.is_some())).await,
-            Backend::Redis(r) => redis::exists(&r, &ns, &key).await,
-        }
-    }
-
-    /// One page of keys. The cursor is opaque to guests: a position for the embedded store,
-    /// Redis's SCAN cursor for Redis.
-    async fn list_keys(self, ns: Arc<str>, cursor: Option<String>) -> Result<KeyResponse> {
-        let cursor: u64 = match cursor {
-            Some(c) => c
-                .parse()
-                .with_context(|| format!("invalid list-keys cursor {c:?}"))?,
-            None => 0,
-        };
-        let (keys, cursor) = match self {
-            Backend::Embedded(s) => {
-                let skip = usize::try_from(cursor).unwrap_or(usize::MAX);
-                blocking(move || s.list_keys(&ns, skip)).await?
-            }
-            Backend::Redis(r) => redis::list_keys(&r, &ns, cursor).await?,
-        };
-        Ok(KeyResponse {
-            keys,
-            cursor: cursor.map(|c| c.to_string()),
-        })
-    }
-
-    /// Sets `key` to `value` only if it still holds `expected` (`None`: absent); whether it did.
-    async fn swap(
-        self,
-        ns: Arc<str>,
-        key: String,
-        expected: Option<Vec<u8>>,
-        value: Vec<u8>,
-    ) -> Result<bool> {
-        match self {
-            Backend::Embedded(s) => {
-                blocking(move || s.swap(&ns, &key, expected.as_deref(), &value)).await
-            }
-            Backend::Redis(r) => redis::swap(&r, &ns, &key, expected.as_deref(), &value).await,
-        }
-    }
-
-    async fn increment(self, ns: Arc<str>, key: String, delta: i64) -> Result<i64> {
-        match self {
-            Backend::Embedded(s) => blocking(move || s.increment(&ns, &key, delta)).await,
-            Backend::Redis(r) => redis::increment(&r, &ns, &key, delta).await,
-        }
-    }
-
-    async fn get_many(self, ns: Arc<str>, keys: Vec<String>) -> Result<Vec<Entry>> {
-        match self {
-            Backend::Embedded(s) => blocking(move || s.get_many(&ns, keys)).await,
-            Backend::Redis(r) => redis::get_many(&r, &ns, keys).await,
-        }
-    }
-}
-
-/// Runs a blocking (disk) operation off the async workers.
-async fn blocking<T: Send + 'static>(op: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(op)
-        .await
-        .context("key-value operation failed")?
-}
-
 /// An open bucket: the store and the tenant's namespace in it.
 #[derive(Clone)]
 pub struct Bucket {
@@ -188,30 +57,87 @@ pub struct Cas {
     current: Option<Vec<u8>>,
 }
 
-/// The view the generated host traits are implemented on.
-pub struct KeyValue<'a> {
-    tenant: &'a TenantRuntime,
-    table: &'a mut ResourceTable,
+pub struct KeyValue;
+
+/// A tenant's stores, and the prefix of its keys in them.
+pub struct TenantStores {
+    stores: Grants<Backend>,
+    namespace: Arc<str>,
 }
 
-struct KeyValueMarker;
+impl Capability for KeyValue {
+    const SECTIONS: &'static [&'static str] = &["stores"];
+    const GRANTS: &'static [&'static str] = &["stores"];
 
-impl HasData for KeyValueMarker {
-    type Data<'a> = KeyValue<'a>;
-}
+    type Config = BTreeMap<String, StoreConfig>;
+    /// Names of the stores granted.
+    type Grant = Vec<String>;
+    type App = HashMap<String, Backend>;
+    type Tenant = TenantStores;
+    type Request = ();
 
-pub fn add_to_linker(linker: &mut Linker<SandboxState>) -> Result<()> {
-    fn view(state: &mut SandboxState) -> KeyValue<'_> {
-        let (tenant, table) = state.tenant_and_table();
-        KeyValue { tenant, table }
+    fn config(file: &ConfigFile<'_>) -> Result<Self::Config> {
+        let section: BTreeMap<String, StoreSection> = file.root.get_or_default("stores")?;
+        section
+            .into_iter()
+            .map(|(name, store)| {
+                names::check(&name, &format!("stores.{name}"))?;
+                let store = store.resolve(&name, file.base)?;
+                Ok((name, store))
+            })
+            .collect()
     }
-    store::add_to_linker::<_, KeyValueMarker>(linker, view)?;
-    atomics::add_to_linker::<_, KeyValueMarker>(linker, view)?;
-    batch::add_to_linker::<_, KeyValueMarker>(linker, view)?;
-    Ok(())
+
+    fn grant(grants: &Table<'_>, stores: &Self::Config, _: &ConfigFile<'_>) -> Result<Vec<String>> {
+        granted_names(grants, "stores", "store", "stores", stores)
+    }
+
+    fn app(
+        stores: &Self::Config,
+        _: &[(&str, &Vec<String>)],
+        servers: &mut Servers,
+    ) -> Result<Self::App> {
+        stores
+            .iter()
+            .map(|(name, store)| {
+                let backend = Backend::open(name, store, servers)
+                    .map_err(|e| e.context(format!("key `stores.{name}`")))?;
+                Ok((name.clone(), backend))
+            })
+            .collect()
+    }
+
+    fn tenant(
+        stores: &Self::App,
+        tenant: &TenantInfo<'_>,
+        granted: &Vec<String>,
+    ) -> Result<TenantStores> {
+        Ok(TenantStores {
+            stores: Grants::new(
+                "key-value store",
+                "stores",
+                granted,
+                stores.iter().map(|(n, s)| (n, Some(s.clone()))),
+            ),
+            namespace: tenant.namespace.clone(),
+        })
+    }
+
+    fn request(_: &TenantStores, _: &RequestInfo<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    fn add_to_linker<T: HasView<Self>>(linker: &mut Linker<T>) -> Result<()> {
+        store::add_to_linker::<_, ViewData>(linker, view::<T>)?;
+        atomics::add_to_linker::<_, ViewData>(linker, view::<T>)?;
+        batch::add_to_linker::<_, ViewData>(linker, view::<T>)?;
+        Ok(())
+    }
 }
 
-impl KeyValue<'_> {
+host_view!(KeyValueView for KeyValue);
+
+impl KeyValueView<'_> {
     /// Runs one operation on an open bucket; storage errors become the guest-visible `other`
     /// error (and a log line), never a trap.
     async fn run<T, F>(
@@ -255,15 +181,15 @@ fn storage_error(e: anyhow::Error) -> KvError {
     KvError::Other(format!("{e:#}"))
 }
 
-impl store::Host for KeyValue<'_> {
+impl store::Host for KeyValueView<'_> {
     async fn open(
         &mut self,
         identifier: String,
     ) -> wasmtime::Result<Result<Resource<Bucket>, KvError>> {
-        let store = match self.tenant.keyvalue.open(&identifier) {
+        let store = match self.tenant.stores.open(&identifier) {
             Ok(store) => store,
-            Err(Refusal::NotGranted) => return Ok(Err(KvError::AccessDenied)),
-            Err(Refusal::NoSuch) => return Ok(Err(KvError::NoSuchStore)),
+            Err(Refusal::NotGranted(_)) => return Ok(Err(KvError::AccessDenied)),
+            Err(Refusal::NoSuch(_)) => return Ok(Err(KvError::NoSuchStore)),
         };
         let bucket = Bucket {
             store: store.clone(),
@@ -273,7 +199,7 @@ impl store::Host for KeyValue<'_> {
     }
 }
 
-impl store::HostBucket for KeyValue<'_> {
+impl store::HostBucket for KeyValueView<'_> {
     async fn get(
         &mut self,
         bucket: Resource<Bucket>,
@@ -313,7 +239,11 @@ impl store::HostBucket for KeyValue<'_> {
         bucket: Resource<Bucket>,
         cursor: Option<String>,
     ) -> wasmtime::Result<Result<KeyResponse, KvError>> {
-        self.run(&bucket, |b, ns| b.list_keys(ns, cursor)).await
+        self.run(&bucket, |b, ns| async move {
+            let (keys, cursor) = b.list_keys(ns, cursor).await?;
+            Ok(KeyResponse { keys, cursor })
+        })
+        .await
     }
 
     async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
@@ -322,7 +252,7 @@ impl store::HostBucket for KeyValue<'_> {
     }
 }
 
-impl atomics::Host for KeyValue<'_> {
+impl atomics::Host for KeyValueView<'_> {
     async fn increment(
         &mut self,
         bucket: Resource<Bucket>,
@@ -358,7 +288,7 @@ impl atomics::Host for KeyValue<'_> {
     }
 }
 
-impl atomics::HostCas for KeyValue<'_> {
+impl atomics::HostCas for KeyValueView<'_> {
     async fn new(
         &mut self,
         bucket: Resource<Bucket>,
@@ -381,7 +311,7 @@ impl atomics::HostCas for KeyValue<'_> {
     }
 }
 
-impl batch::Host for KeyValue<'_> {
+impl batch::Host for KeyValueView<'_> {
     async fn get_many(
         &mut self,
         bucket: Resource<Bucket>,

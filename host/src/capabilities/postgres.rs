@@ -1,9 +1,10 @@
 //! `hostel:host/postgres` over host-held PostgreSQL pools.
 //!
+//! Config: the `[pools]` entries of kind `postgres`; a tenant's grant: `grants.pools`.
 //! App-lifetime state: one [`PostgresPools`] per distinct `[pools]` entry of kind `postgres`:
 //! one login's pool for the one tenant granted a pool with a `url`, or a pool per tenant, each
 //! on the tenant's own login role and database ([`tenants`]), for a pool with an `admin_url`.
-//! Request-lifetime state: the guest's `connection`s (a pool, nothing held) and
+//! Tenant state: its own pool of each it was granted. Request-lifetime state: the guest's `connection`s (a pool, nothing held) and
 //! `transaction`s (a leased connection each), in its resource table. A transaction the guest
 //! does not finish — dropped, trapped, timed out — is rolled back when the table drops with
 //! the sandbox; every connection goes back to its pool in the state of a new one
@@ -17,16 +18,16 @@ mod values;
 
 pub use pool::PostgresPool;
 
-use super::grants::Refusal;
-use crate::apps::TenantRuntime;
-use crate::config::{PoolConfig, Tenancy};
-use crate::sandbox::SandboxState;
-use anyhow::{Context, Result};
+use super::grants::{Grants, Refusal};
+use super::servers::{self, PoolConfig, PoolKind, ServerPool, Servers, Tenancy};
+use super::shape::{Capability, ConfigFile, HasView, RequestInfo, TenantInfo, host_view};
+use crate::sections::Table;
+use anyhow::{Context, Result, bail};
 use pool::{Answer, Want};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::pin::Pin;
 use std::sync::Arc;
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{Linker, Resource};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -108,7 +109,7 @@ impl PostgresPools {
     }
 }
 
-impl crate::pools::ServerPool for PostgresPools {
+impl ServerPool for PostgresPools {
     /// Every pool answers (a per-tenant pool: every tenant's login is provisioned and works).
     fn check(&self) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
         Box::pin(async move {
@@ -151,25 +152,122 @@ impl Transaction {
     }
 }
 
-/// The view the generated host traits are implemented on.
-pub struct Postgres<'a> {
-    tenant: &'a TenantRuntime,
-    table: &'a mut ResourceTable,
+pub struct Postgres;
+
+/// A tenant's pools, and how much it may hold in memory (a result larger is refused).
+pub struct TenantPostgres {
+    pools: Grants<Arc<PostgresPool>>,
+    memory_limit: u64,
 }
 
-struct PostgresMarker;
+impl Capability for Postgres {
+    const GRANTS: &'static [&'static str] = &["pools"];
 
-impl HasData for PostgresMarker {
-    type Data<'a> = Postgres<'a>;
-}
+    type Config = BTreeMap<String, PoolConfig>;
+    /// Names of the pools granted (of any kind).
+    type Grant = Vec<String>;
+    type App = HashMap<String, Arc<PostgresPools>>;
+    type Tenant = TenantPostgres;
+    type Request = ();
 
-pub fn add_to_linker(linker: &mut Linker<SandboxState>) -> Result<()> {
-    fn view(state: &mut SandboxState) -> Postgres<'_> {
-        let (tenant, table) = state.tenant_and_table();
-        Postgres { tenant, table }
+    fn config(file: &ConfigFile<'_>) -> Result<Self::Config> {
+        Ok(servers::of_kind(file.pools, PoolKind::Postgres))
     }
-    wit::add_to_linker::<_, PostgresMarker>(linker, view)?;
-    Ok(())
+
+    fn grant(grants: &Table<'_>, _: &Self::Config, file: &ConfigFile<'_>) -> Result<Vec<String>> {
+        servers::granted_pools(grants, file.pools)
+    }
+
+    /// Creates (without connecting) the pools of every entry. Refuses to let two tenants
+    /// share one login: each could read the other's tables.
+    fn app(
+        pools: &Self::Config,
+        granted: &[(&str, &Vec<String>)],
+        servers: &mut Servers,
+    ) -> Result<Self::App> {
+        let tenants_of = |name: &String| -> BTreeSet<String> {
+            granted
+                .iter()
+                .filter(|(_, pools)| pools.contains(name))
+                .map(|(tenant, _)| tenant.to_string())
+                .collect()
+        };
+        let mut open = HashMap::new();
+        for (name, pool) in pools {
+            // Entries with equal settings share one pool: it serves their tenants.
+            let tenants: Vec<String> = pools
+                .iter()
+                .filter(|(_, other)| *other == pool)
+                .flat_map(|(other, _)| tenants_of(other))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let pool = servers.shared(name, pool, |name, config| {
+                PostgresPools::open(name, config, &tenants)
+            })?;
+            open.insert(name.clone(), pool);
+        }
+        // Who logs in as whom, across every dedicated pool.
+        let mut logins: BTreeMap<&str, (BTreeSet<&str>, BTreeSet<String>)> = BTreeMap::new();
+        for (name, pool) in &open {
+            if let Some(login) = pool.dedicated_login() {
+                let (names, tenants) = logins.entry(login).or_default();
+                names.insert(name);
+                tenants.extend(tenants_of(name));
+            }
+        }
+        for (login, (names, tenants)) in logins {
+            if tenants.len() > 1 {
+                let names: Vec<&str> = names.into_iter().collect();
+                let tenants: Vec<String> = tenants.into_iter().collect();
+                bail!(
+                    "[pools.{}] log in to PostgreSQL as one user ({login}) and are granted to \
+                     tenants {}: each could read and change the others' tables. Give each tenant \
+                     a pool of its own login, or replace `url` with `admin_url` so that the host \
+                     gives every tenant its own login role and database",
+                    names.join("], [pools."),
+                    tenants.join(", ")
+                );
+            }
+        }
+        Ok(open)
+    }
+
+    fn tenant(
+        pools: &Self::App,
+        tenant: &TenantInfo<'_>,
+        granted: &Vec<String>,
+    ) -> Result<TenantPostgres> {
+        Ok(TenantPostgres {
+            pools: Grants::new(
+                "PostgreSQL pool",
+                "pools",
+                granted,
+                pools.iter().map(|(n, p)| (n, p.for_tenant(tenant.name))),
+            ),
+            memory_limit: tenant.limits.memory,
+        })
+    }
+
+    fn request(_: &TenantPostgres, _: &RequestInfo<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    fn add_to_linker<T: HasView<Self>>(linker: &mut Linker<T>) -> Result<()> {
+        wit::add_to_linker::<_, ViewData>(linker, view::<T>)?;
+        Ok(())
+    }
+}
+
+host_view!(PostgresView for Postgres);
+
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Error {
+        match refusal {
+            Refusal::NoSuch(message) => Error::NoSuchPool(message),
+            Refusal::NotGranted(message) => Error::NotGranted(message),
+        }
+    }
 }
 
 type Outcome<T> = wasmtime::Result<Result<T, Error>>;
@@ -190,17 +288,13 @@ fn affected(answer: Answer) -> u64 {
     }
 }
 
-impl wit::Host for Postgres<'_> {}
+impl wit::Host for PostgresView<'_> {}
 
-impl wit::HostConnection for Postgres<'_> {
+impl wit::HostConnection for PostgresView<'_> {
     async fn open(&mut self, name: String) -> Outcome<Resource<Connection>> {
-        let pool = match self.tenant.postgres.open(&name) {
+        let pool = match self.tenant.pools.open(&name) {
             Ok(pool) => pool.clone(),
-            Err(Refusal::NotGranted) => return Ok(Err(Error::NotGranted(name))),
-            Err(Refusal::NoSuch) => {
-                tracing::warn!("no PostgreSQL pool named {name:?} is configured");
-                return Ok(Err(Error::NoSuchPool(name)));
-            }
+            Err(refusal) => return Ok(Err(refusal.into())),
         };
         Ok(Ok(self.table.push(Connection { pool })?))
     }
@@ -211,7 +305,7 @@ impl wit::HostConnection for Postgres<'_> {
         sql: String,
         params: Vec<Value>,
     ) -> Outcome<Rows> {
-        let limit = self.tenant.limits.memory;
+        let limit = self.tenant.memory_limit;
         let pool = self.table.get(&conn)?.pool.clone();
         let outcome = async {
             pool.lease()
@@ -229,7 +323,7 @@ impl wit::HostConnection for Postgres<'_> {
         sql: String,
         params: Vec<Value>,
     ) -> Outcome<u64> {
-        let limit = self.tenant.limits.memory;
+        let limit = self.tenant.memory_limit;
         let pool = self.table.get(&conn)?.pool.clone();
         let outcome = async {
             pool.lease()
@@ -266,14 +360,14 @@ impl wit::HostConnection for Postgres<'_> {
     }
 }
 
-impl wit::HostTransaction for Postgres<'_> {
+impl wit::HostTransaction for PostgresView<'_> {
     async fn query(
         &mut self,
         tx: Resource<Transaction>,
         sql: String,
         params: Vec<Value>,
     ) -> Outcome<Rows> {
-        let limit = self.tenant.limits.memory;
+        let limit = self.tenant.memory_limit;
         let tx = self.table.get_mut(&tx)?;
         let outcome = async {
             tx.lease()?
@@ -290,7 +384,7 @@ impl wit::HostTransaction for Postgres<'_> {
         sql: String,
         params: Vec<Value>,
     ) -> Outcome<u64> {
-        let limit = self.tenant.limits.memory;
+        let limit = self.tenant.memory_limit;
         let tx = self.table.get_mut(&tx)?;
         let outcome = async {
             tx.lease()?

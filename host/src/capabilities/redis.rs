@@ -1,28 +1,37 @@
 //! `hostel:host/redis` over host-held Redis pools.
 //!
+//! Config: the `[pools]` entries of kind `redis`; a tenant's grant: `grants.pools`.
 //! App-lifetime state: one [`RedisPool`] per distinct configured server and settings, shared
-//! by every request of every tenant granted it. Request-lifetime state: the guest's
+//! by every request of every tenant granted it. Tenant state: the pools it was granted and its
+//! namespace. Request-lifetime state: the guest's
 //! `connection` handles and leased `transaction`s, in its resource table and dropped with the
 //! sandbox — a lease goes back to its pool however the request ends, and one dropped in the
 //! middle of something (WATCH pending, a command in flight) is closed rather than reused.
 //! Every key is namespaced per tenant ([`namespace`]); every failure reaches the guest as an
 //! `error` value, never a trap.
 
+#[macro_use]
+mod commands;
 mod namespace;
 mod pool;
+mod replies;
 
 use pool::Leased;
 pub use pool::RedisPool;
 
-use super::grants::Refusal;
-use crate::apps::TenantRuntime;
-use crate::sandbox::SandboxState;
+use super::grants::{Grants, Refusal};
+use super::servers::{self, PoolConfig, PoolKind, Servers};
+use super::shape::{Capability, ConfigFile, HasView, RequestInfo, TenantInfo, host_view};
+use crate::sections::Table;
 use anyhow::Result;
+use commands::Args;
 use namespace::{On, Prepared};
 use redis::Value as Reply;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
+use replies::{error_from, typed, unavailable, values};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{Linker, Resource};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -65,114 +74,70 @@ impl Drop for RedisLease {
     }
 }
 
-/// The view the generated host traits are implemented on.
-pub struct Redis<'a> {
-    tenant: &'a TenantRuntime,
-    table: &'a mut ResourceTable,
+pub struct Redis;
+
+/// A tenant's pools, and the prefix of its keys on them.
+pub struct TenantRedis {
+    pools: Grants<Arc<RedisPool>>,
+    namespace: Arc<str>,
 }
 
-struct RedisMarker;
+impl Capability for Redis {
+    const GRANTS: &'static [&'static str] = &["pools"];
 
-impl HasData for RedisMarker {
-    type Data<'a> = Redis<'a>;
-}
+    type Config = BTreeMap<String, PoolConfig>;
+    /// Names of the pools granted (of any kind).
+    type Grant = Vec<String>;
+    type App = HashMap<String, Arc<RedisPool>>;
+    type Tenant = TenantRedis;
+    type Request = ();
 
-pub fn add_to_linker(linker: &mut Linker<SandboxState>) -> Result<()> {
-    fn view(state: &mut SandboxState) -> Redis<'_> {
-        let (tenant, table) = state.tenant_and_table();
-        Redis { tenant, table }
+    fn config(file: &ConfigFile<'_>) -> Result<Self::Config> {
+        Ok(servers::of_kind(file.pools, PoolKind::Redis))
     }
-    wit::add_to_linker::<_, RedisMarker>(linker, view)?;
-    Ok(())
+
+    fn grant(grants: &Table<'_>, _: &Self::Config, file: &ConfigFile<'_>) -> Result<Vec<String>> {
+        servers::granted_pools(grants, file.pools)
+    }
+
+    fn app(
+        pools: &Self::Config,
+        _: &[(&str, &Vec<String>)],
+        servers: &mut Servers,
+    ) -> Result<Self::App> {
+        pools
+            .iter()
+            .map(|(name, pool)| Ok((name.clone(), servers.shared(name, pool, RedisPool::new)?)))
+            .collect()
+    }
+
+    fn tenant(
+        pools: &Self::App,
+        tenant: &TenantInfo<'_>,
+        granted: &Vec<String>,
+    ) -> Result<TenantRedis> {
+        Ok(TenantRedis {
+            pools: Grants::new(
+                "Redis pool",
+                "pools",
+                granted,
+                pools.iter().map(|(n, p)| (n, Some(p.clone()))),
+            ),
+            namespace: tenant.namespace.clone(),
+        })
+    }
+
+    fn request(_: &TenantRedis, _: &RequestInfo<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    fn add_to_linker<T: HasView<Self>>(linker: &mut Linker<T>) -> Result<()> {
+        wit::add_to_linker::<_, ViewData>(linker, view::<T>)?;
+        Ok(())
+    }
 }
 
-/// What a failed Redis call tells the guest; server errors are the guest's business, the rest
-/// is logged.
-fn error_from(e: redis::RedisError) -> Error {
-    if let redis::ErrorKind::Server(_) = e.kind() {
-        return Error::Server(e.to_string());
-    }
-    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
-        tracing::warn!("Redis unavailable: {e}");
-        return Error::Unavailable(e.to_string());
-    }
-    if e.kind() == redis::ErrorKind::UnexpectedReturnType || e.kind() == redis::ErrorKind::Parse {
-        return Error::UnexpectedReply(e.to_string());
-    }
-    tracing::warn!("Redis error: {e}");
-    Error::Server(e.to_string())
-}
-
-fn unavailable(e: anyhow::Error) -> Error {
-    // redis-rs errors repeat their io source in their own message: say each cause once.
-    let mut why = String::new();
-    for cause in e.chain().map(ToString::to_string) {
-        if !why.contains(&cause) {
-            if !why.is_empty() {
-                why.push_str(": ");
-            }
-            why.push_str(&cause);
-        }
-    }
-    let why = crate::secrets::redact_text(&why);
-    tracing::warn!("{why}");
-    Error::Unavailable(why)
-}
-
-/// A reply, flattened depth-first into the guest's values; server errors inside it (a failed
-/// command of a pipeline or transaction) become the error.
-fn flatten(reply: Reply, strip: Option<&[u8]>, out: &mut Vec<Value>) -> Result<(), Error> {
-    match reply {
-        Reply::Nil => out.push(Value::Nil),
-        Reply::Int(i) => out.push(Value::Int(i)),
-        Reply::BulkString(mut data) => {
-            if let Some(prefix) = strip
-                && data.starts_with(prefix)
-            {
-                data.drain(..prefix.len());
-            }
-            out.push(Value::Data(data))
-        }
-        Reply::SimpleString(s) => out.push(Value::Status(s)),
-        Reply::Okay => out.push(Value::Status("OK".into())),
-        Reply::Double(d) => out.push(Value::Double(d)),
-        Reply::Boolean(b) => out.push(Value::Boolean(b)),
-        Reply::VerbatimString { text, .. } => out.push(Value::Data(text.into_bytes())),
-        Reply::BigNumber(n) => out.push(Value::Status(String::from_utf8_lossy(&n).into_owned())),
-        Reply::Attribute { data, .. } => flatten(*data, strip, out)?,
-        Reply::Array(items) | Reply::Set(items) | Reply::Push { data: items, .. } => {
-            for (i, item) in items.into_iter().enumerate() {
-                // Only a blocking pop's first element is a key.
-                flatten(item, strip.filter(|_| i == 0), out)?;
-            }
-        }
-        Reply::Map(pairs) => {
-            for (key, value) in pairs {
-                flatten(key, None, out)?;
-                flatten(value, None, out)?;
-            }
-        }
-        Reply::ServerError(e) => return Err(Error::Server(redis::RedisError::from(e).to_string())),
-        // The enum is non-exhaustive: a reply type newer than this host.
-        other => {
-            return Err(Error::UnexpectedReply(format!(
-                "unsupported reply {other:?}"
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn values(reply: Reply, prepared_strip: Option<&[u8]>) -> Result<Vec<Value>, Error> {
-    let mut out = Vec::new();
-    flatten(reply, prepared_strip, &mut out)?;
-    Ok(out)
-}
-
-/// Reads a typed result out of a reply (`get` wants bytes or nil, `incr` an integer, ...).
-fn typed<T: redis::FromRedisValue>(reply: Reply) -> Result<T, Error> {
-    redis::from_redis_value(reply).map_err(|e| Error::UnexpectedReply(e.to_string()))
-}
+host_view!(RedisView for Redis);
 
 /// Sends one prepared command, its reply as the guest sees it.
 async fn send(
@@ -190,24 +155,28 @@ async fn send(
     values(reply, prefix.as_deref())
 }
 
+/// `name` with `args`: how the typed functions build their commands.
+fn command(name: &str, args: Args) -> Command {
+    Command {
+        name: name.to_string(),
+        args: args.into_inner(),
+    }
+}
+
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Error {
+        match refusal {
+            Refusal::NoSuch(message) => Error::NoSuchPool(message),
+            Refusal::NotGranted(message) => Error::NotGranted(message),
+        }
+    }
+}
+
 fn prepare(namespace: &str, command: &Command, on: On) -> Result<Prepared, Error> {
     namespace::prepare(namespace, &command.name, &command.args, on).map_err(Error::Refused)
 }
 
-/// `name key values...`: a key and binary values.
-fn keyed(name: &str, key: String, values: Vec<Vec<u8>>) -> Command {
-    command(name, std::iter::once(key.into_bytes()).chain(values))
-}
-
-/// `name key args...` with string arguments: how the typed functions build their commands.
-fn command(name: &str, args: impl IntoIterator<Item = impl AsRef<[u8]>>) -> Command {
-    Command {
-        name: name.to_string(),
-        args: args.into_iter().map(|a| a.as_ref().to_vec()).collect(),
-    }
-}
-
-impl Redis<'_> {
+impl RedisView<'_> {
     /// The pool and namespace behind a guest's handle.
     fn parts(
         &self,
@@ -250,39 +219,22 @@ impl Redis<'_> {
     }
 }
 
-impl wit::Host for Redis<'_> {}
+impl wit::Host for RedisView<'_> {}
 
-impl wit::HostConnection for Redis<'_> {
+impl wit::HostConnection for RedisView<'_> {
     async fn open(
         &mut self,
         name: String,
     ) -> wasmtime::Result<Result<Resource<RedisHandle>, Error>> {
-        let pool = match self.tenant.redis.open(&name) {
+        let pool = match self.tenant.pools.open(&name) {
             Ok(pool) => pool.clone(),
-            Err(Refusal::NotGranted) => {
-                return Ok(Err(Error::NotGranted(format!(
-                    "Redis pool {name:?} is not granted to this tenant"
-                ))));
-            }
-            Err(Refusal::NoSuch) => {
-                return Ok(Err(Error::NoSuchPool(format!(
-                    "no Redis pool named {name:?} is configured"
-                ))));
-            }
+            Err(refusal) => return Ok(Err(refusal.into())),
         };
         let handle = RedisHandle {
             pool,
             namespace: self.tenant.namespace.clone(),
         };
         Ok(Ok(self.table.push(handle)?))
-    }
-
-    async fn get(
-        &mut self,
-        h: Resource<RedisHandle>,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        self.run_typed(&h, command("GET", [key])).await
     }
 
     async fn set(
@@ -292,194 +244,37 @@ impl wit::HostConnection for Redis<'_> {
         value: Vec<u8>,
         expire_ms: Option<u64>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let mut cmd = command("SET", [key.into_bytes(), value]);
+        let mut args = Args::default().with(key).with(value);
         if let Some(ms) = expire_ms {
-            cmd.args.push(b"PX".to_vec());
-            cmd.args.push(ms.to_string().into_bytes());
+            args = args.with("PX").with(ms);
         }
-        Ok(self.run(&h, cmd).await?.map(drop))
+        Ok(self.run(&h, command("SET", args)).await?.map(drop))
     }
 
-    async fn incr(
-        &mut self,
-        h: Resource<RedisHandle>,
-        key: String,
-        delta: i64,
-    ) -> wasmtime::Result<Result<i64, Error>> {
-        self.run_typed(&h, command("INCRBY", [key, delta.to_string()]))
-            .await
-    }
-
-    async fn del(
-        &mut self,
-        h: Resource<RedisHandle>,
-        keys: Vec<String>,
-    ) -> wasmtime::Result<Result<u32, Error>> {
-        if keys.is_empty() {
-            return Ok(Ok(0));
-        }
-        self.run_typed(&h, command("DEL", keys)).await
-    }
-
-    async fn exists(
-        &mut self,
-        h: Resource<RedisHandle>,
-        keys: Vec<String>,
-    ) -> wasmtime::Result<Result<u32, Error>> {
-        if keys.is_empty() {
-            return Ok(Ok(0));
-        }
-        self.run_typed(&h, command("EXISTS", keys)).await
-    }
-
-    async fn expire(
-        &mut self,
-        h: Resource<RedisHandle>,
-        key: String,
-        expire_ms: u64,
-    ) -> wasmtime::Result<Result<bool, Error>> {
-        self.run_typed(&h, command("PEXPIRE", [key, expire_ms.to_string()]))
-            .await
-    }
-
-    async fn hget(
-        &mut self,
-        h: Resource<RedisHandle>,
-        key: String,
-        field: String,
-    ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        self.run_typed(&h, command("HGET", [key, field])).await
-    }
-
-    async fn hset(
-        &mut self,
-        h: Resource<RedisHandle>,
-        key: String,
-        field: String,
-        value: Vec<u8>,
-    ) -> wasmtime::Result<Result<bool, Error>> {
-        let cmd = command("HSET", [key.into_bytes(), field.into_bytes(), value]);
-        self.run_typed(&h, cmd).await
-    }
-
-    async fn hdel(
-        &mut self,
-        h: Resource<RedisHandle>,
-        key: String,
-        fields: Vec<String>,
-    ) -> wasmtime::Result<Result<u32, Error>> {
-        if fields.is_empty() {
-            return Ok(Ok(0));
-        }
-        let cmd = command("HDEL", std::iter::once(key).chain(fields));
-        self.run_typed(&h, cmd).await
-    }
-
-    async fn hgetall(
-        &mut self,
-        h: Resource<RedisHandle>,
-        key: String,
-    ) -> wasmtime::Result<Result<Vec<(String, Vec<u8>)>, Error>> {
-        self.run_typed(&h, command("HGETALL", [key])).await
-    }
-
-    async fn lpush(
-        &mut self,
-        h: Resource<RedisHandle>,
-        key: String,
-        values: Vec<Vec<u8>>,
-    ) -> wasmtime::Result<Result<u32, Error>> {
-        self.run_typed(&h, keyed("LPUSH", key, values)).await
-    }
-
-    async fn rpush(
-        &mut self,
-        h: Resource<RedisHandle>,
-        key: String,
-        values: Vec<Vec<u8>>,
-    ) -> wasmtime::Result<Result<u32, Error>> {
-        self.run_typed(&h, keyed("RPUSH", key, values)).await
-    }
-
-    async fn lpop(
-        &mut self,
-        h: Resource<RedisHandle>,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        self.run_typed(&h, command("LPOP", [key])).await
-    }
-
-    async fn rpop(
-        &mut self,
-        h: Resource<RedisHandle>,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        self.run_typed(&h, command("RPOP", [key])).await
-    }
-
-    async fn lrange(
-        &mut self,
-        h: Resource<RedisHandle>,
-        key: String,
-        start: i64,
-        stop: i64,
-    ) -> wasmtime::Result<Result<Vec<Vec<u8>>, Error>> {
-        let cmd = command("LRANGE", [key, start.to_string(), stop.to_string()]);
-        self.run_typed(&h, cmd).await
-    }
-
-    async fn llen(
-        &mut self,
-        h: Resource<RedisHandle>,
-        key: String,
-    ) -> wasmtime::Result<Result<u32, Error>> {
-        self.run_typed(&h, command("LLEN", [key])).await
-    }
-
-    async fn sadd(
-        &mut self,
-        h: Resource<RedisHandle>,
-        key: String,
-        members: Vec<Vec<u8>>,
-    ) -> wasmtime::Result<Result<u32, Error>> {
-        self.run_typed(&h, keyed("SADD", key, members)).await
-    }
-
-    async fn srem(
-        &mut self,
-        h: Resource<RedisHandle>,
-        key: String,
-        members: Vec<Vec<u8>>,
-    ) -> wasmtime::Result<Result<u32, Error>> {
-        self.run_typed(&h, keyed("SREM", key, members)).await
-    }
-
-    async fn smembers(
-        &mut self,
-        h: Resource<RedisHandle>,
-        key: String,
-    ) -> wasmtime::Result<Result<Vec<Vec<u8>>, Error>> {
-        self.run_typed(&h, command("SMEMBERS", [key])).await
-    }
-
-    async fn sismember(
-        &mut self,
-        h: Resource<RedisHandle>,
-        key: String,
-        member: Vec<u8>,
-    ) -> wasmtime::Result<Result<bool, Error>> {
-        let cmd = command("SISMEMBER", [key.into_bytes(), member]);
-        self.run_typed(&h, cmd).await
-    }
-
-    async fn publish(
-        &mut self,
-        h: Resource<RedisHandle>,
-        channel: String,
-        message: Vec<u8>,
-    ) -> wasmtime::Result<Result<u32, Error>> {
-        let cmd = command("PUBLISH", [channel.into_bytes(), message]);
-        self.run_typed(&h, cmd).await
+    // The typed commands: `function(parameters) -> reply = "COMMAND"`, the parameters sent in
+    // order as its arguments. `nothing if P is empty` answers without a round trip where Redis
+    // would refuse a command with no keys.
+    typed_commands! {
+        get(key: String) -> Option<Vec<u8>> = "GET";
+        incr(key: String, delta: i64) -> i64 = "INCRBY";
+        del(keys: Vec<String>) -> u32 = "DEL", nothing if keys is empty;
+        exists(keys: Vec<String>) -> u32 = "EXISTS", nothing if keys is empty;
+        expire(key: String, expire_ms: u64) -> bool = "PEXPIRE";
+        hget(key: String, field: String) -> Option<Vec<u8>> = "HGET";
+        hset(key: String, field: String, value: Vec<u8>) -> bool = "HSET";
+        hdel(key: String, fields: Vec<String>) -> u32 = "HDEL", nothing if fields is empty;
+        hgetall(key: String) -> Vec<(String, Vec<u8>)> = "HGETALL";
+        lpush(key: String, values: Vec<Vec<u8>>) -> u32 = "LPUSH";
+        rpush(key: String, values: Vec<Vec<u8>>) -> u32 = "RPUSH";
+        lpop(key: String) -> Option<Vec<u8>> = "LPOP";
+        rpop(key: String) -> Option<Vec<u8>> = "RPOP";
+        lrange(key: String, start: i64, stop: i64) -> Vec<Vec<u8>> = "LRANGE";
+        llen(key: String) -> u32 = "LLEN";
+        sadd(key: String, members: Vec<Vec<u8>>) -> u32 = "SADD";
+        srem(key: String, members: Vec<Vec<u8>>) -> u32 = "SREM";
+        smembers(key: String) -> Vec<Vec<u8>> = "SMEMBERS";
+        sismember(key: String, member: Vec<u8>) -> bool = "SISMEMBER";
+        publish(channel: String, message: Vec<u8>) -> u32 = "PUBLISH";
     }
 
     async fn execute(
@@ -575,13 +370,13 @@ fn per_command(
         .collect())
 }
 
-impl wit::HostTransaction for Redis<'_> {
+impl wit::HostTransaction for RedisView<'_> {
     async fn watch(
         &mut self,
         t: Resource<RedisLease>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let command = command("WATCH", keys);
+        let command = command("WATCH", Args::default().with(keys));
         self.on_lease(&t, async move |connection, namespace| {
             let prepared = prepare(&namespace, &command, On::Leased)?;
             send(connection, &namespace, prepared).await.map(drop)
@@ -626,7 +421,7 @@ impl wit::HostTransaction for Redis<'_> {
     }
 }
 
-impl Redis<'_> {
+impl RedisView<'_> {
     /// Runs `op` on a leased connection, marked in flight until it completes: a request that
     /// ends mid-command (timeout) drops the lease with the mark still set.
     async fn on_lease<T>(

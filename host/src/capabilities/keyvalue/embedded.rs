@@ -2,7 +2,6 @@
 //! under concurrent requests (redb serialises writers), no server needed. Each tenant's keys
 //! live in a table of its own.
 
-use super::Entry;
 use anyhow::{Context, Result};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use std::path::Path;
@@ -44,7 +43,11 @@ impl EmbeddedStore {
         Ok(table.get(key)?.map(|v| v.value().to_vec()))
     }
 
-    pub fn get_many(&self, table: &str, keys: Vec<String>) -> Result<Vec<Entry>> {
+    pub fn get_many(
+        &self,
+        table: &str,
+        keys: Vec<String>,
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>> {
         let Some(table) = self.read_table(table)? else {
             return Ok(keys.into_iter().map(|key| (key, None)).collect());
         };
@@ -56,17 +59,23 @@ impl EmbeddedStore {
             .collect()
     }
 
-    pub fn list_keys(&self, table: &str, skip: usize) -> Result<(Vec<String>, Option<u64>)> {
+    /// Up to `page` keys after the first `skip`, and where the next page starts.
+    pub fn list_keys(
+        &self,
+        table: &str,
+        skip: usize,
+        page: usize,
+    ) -> Result<(Vec<String>, Option<u64>)> {
         let Some(table) = self.read_table(table)? else {
             return Ok((Vec::new(), None));
         };
         let mut keys = Vec::new();
-        for entry in table.iter()?.skip(skip).take(super::LIST_PAGE + 1) {
+        for entry in table.iter()?.skip(skip).take(page + 1) {
             keys.push(entry?.0.value().to_string());
         }
-        let cursor = (keys.len() > super::LIST_PAGE).then(|| {
-            keys.truncate(super::LIST_PAGE);
-            (skip + super::LIST_PAGE) as u64
+        let cursor = (keys.len() > page).then(|| {
+            keys.truncate(page);
+            (skip + page) as u64
         });
         Ok((keys, cursor))
     }

@@ -2,7 +2,6 @@
 //! connection (no per-request checkout). Keys are prefixed with the tenant's namespace by the
 //! host, so a guest can neither name nor list another tenant's keys.
 
-use super::Entry;
 use crate::capabilities::redis::RedisPool;
 use anyhow::{Result, bail};
 use redis::AsyncCommands;
@@ -61,7 +60,11 @@ pub async fn swap(
     Ok(swapped == 1)
 }
 
-pub async fn get_many(pool: &RedisPool, ns: &str, keys: Vec<String>) -> Result<Vec<Entry>> {
+pub async fn get_many(
+    pool: &RedisPool,
+    ns: &str,
+    keys: Vec<String>,
+) -> Result<Vec<(String, Option<Vec<u8>>)>> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -90,6 +93,7 @@ pub async fn list_keys(
     pool: &RedisPool,
     ns: &str,
     cursor: u64,
+    page: usize,
 ) -> Result<(Vec<String>, Option<u64>)> {
     if ns.contains(['*', '?', '[', ']', '\\']) {
         bail!("namespace {ns:?} cannot be scanned safely");
@@ -100,7 +104,7 @@ pub async fn list_keys(
         .arg("MATCH")
         .arg(format!("{prefix}*"))
         .arg("COUNT")
-        .arg(super::LIST_PAGE)
+        .arg(page)
         .query_async(&mut pool.shared().await?)
         .await?;
     let keys = keys

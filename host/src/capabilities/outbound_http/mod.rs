@@ -1,28 +1,33 @@
 //! `wasi:http/outgoing-handler`: guests call out through one pooled keep-alive client per
 //! tenant, and only to the hosts and addresses their tenant was granted ([`egress`]).
 //!
-//! App-lifetime state is the tenant's [`OutboundClient`] (hyper-util's pooled client, HTTP/1.1
-//! and HTTP/2, https through rustls with the webpki roots): connections are reused across
-//! requests and never shared between tenants. Request-lifetime state is [`OutboundHttp`], the
-//! `WasiHttpHooks` of one sandbox. The grant check happens before any connection is made, and
-//! the client's resolver checks every address it connects to, so a denied call fails at once
-//! with `HTTP-request-denied` instead of hanging.
+//! Tenant state is the tenant's egress rules and its [`OutboundClient`] (hyper-util's pooled
+//! client, HTTP/1.1 and HTTP/2, https through rustls with the webpki roots): connections are
+//! reused across requests and never shared between tenants. Request state is wasmtime's
+//! `WasiHttpCtx` and [`OutboundCalls`], the `WasiHttpHooks` of one sandbox, which counts the
+//! request's calls against `limits.outbound_calls`. The grant check happens before any
+//! connection is made, and the client's resolver checks every address it connects to, so a
+//! denied call fails at once with `HTTP-request-denied` instead of hanging.
 
 pub mod egress;
 
-use bytes::Bytes;
-use egress::{Denial, Egress, EgressResolver};
-use http_body::{Body, Frame, SizeHint};
+use super::servers::Servers;
+use super::shape::{Capability, ConfigFile, HasView, RequestInfo, TenantInfo, View};
+use crate::body::BetweenBytes;
+use crate::sections::Table;
+use anyhow::Result;
+use egress::{Denial, Egress, EgressResolver, OutboundRule};
 use http_body_util::BodyExt;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+use wasmtime::component::Linker;
+use wasmtime_wasi_http::{
+    Error, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+};
 
 /// Used when the guest does not set its own `request-options` timeouts.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,6 +35,89 @@ const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle pooled connections are closed after this long.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+pub struct OutboundHttp;
+
+/// Where a tenant's guests may call: `grants.outbound`, `grants.outbound_networks`.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundGrant {
+    rules: Vec<OutboundRule>,
+    networks: Vec<ipnet::IpNet>,
+}
+
+/// A tenant's rules, its own client and its per-request quota.
+pub struct TenantOutbound {
+    egress: Arc<Egress>,
+    client: OutboundClient,
+    quota: u32,
+}
+
+/// One sandbox's `wasi:http` state.
+pub struct RequestOutbound {
+    ctx: WasiHttpCtx,
+    calls: OutboundCalls,
+}
+
+impl Capability for OutboundHttp {
+    const GRANTS: &'static [&'static str] = &["outbound", "outbound_networks"];
+
+    type Config = ();
+    type Grant = OutboundGrant;
+    type App = ();
+    type Tenant = TenantOutbound;
+    type Request = RequestOutbound;
+
+    fn config(_: &ConfigFile<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    fn grant(grants: &Table<'_>, _: &(), _: &ConfigFile<'_>) -> Result<OutboundGrant> {
+        Ok(OutboundGrant {
+            rules: grants.get_each("outbound", OutboundRule::parse)?,
+            networks: grants.get_each("outbound_networks", egress::parse_network)?,
+        })
+    }
+
+    fn app(_: &(), _: &[(&str, &OutboundGrant)], _: &mut Servers) -> Result<()> {
+        Ok(())
+    }
+
+    fn tenant(_: &(), tenant: &TenantInfo<'_>, grant: &OutboundGrant) -> Result<TenantOutbound> {
+        let egress = Arc::new(Egress::new(grant.rules.clone(), grant.networks.clone()));
+        Ok(TenantOutbound {
+            client: OutboundClient::new(egress.clone()),
+            egress,
+            quota: tenant.limits.outbound_calls,
+        })
+    }
+
+    fn request(tenant: &TenantOutbound, _: &RequestInfo<'_>) -> Result<RequestOutbound> {
+        Ok(RequestOutbound {
+            ctx: WasiHttpCtx::new(),
+            calls: OutboundCalls {
+                egress: tenant.egress.clone(),
+                client: tenant.client.clone(),
+                calls_left: tenant.quota,
+                quota: tenant.quota,
+            },
+        })
+    }
+
+    fn add_to_linker<T: HasView<Self>>(linker: &mut Linker<T>) -> Result<()> {
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+        Ok(())
+    }
+}
+
+/// The view wasmtime's `wasi:http` implementation works on (a store's `WasiHttpView`).
+pub fn ctx(view: View<'_, OutboundHttp>) -> WasiHttpCtxView<'_> {
+    let View { request, table, .. } = view;
+    WasiHttpCtxView {
+        ctx: &mut request.ctx,
+        table,
+        hooks: &mut request.calls,
+    }
+}
 
 /// A tenant's pooled outbound HTTP client (cheap to clone: the pool is shared).
 #[derive(Clone)]
@@ -61,28 +149,17 @@ impl OutboundClient {
 
 /// The per-request hooks: the tenant's grants, its client and what is left of the request's
 /// outbound-call quota.
-pub struct OutboundHttp {
+pub struct OutboundCalls {
     egress: Arc<Egress>,
     client: OutboundClient,
     calls_left: u32,
     quota: u32,
 }
 
-impl OutboundHttp {
-    pub fn new(egress: Arc<Egress>, client: OutboundClient, quota: u32) -> OutboundHttp {
-        OutboundHttp {
-            egress,
-            client,
-            calls_left: quota,
-            quota,
-        }
-    }
-}
-
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 type SendResult = Result<(http::Response<WasiBody>, IoFuture), Error>;
 
-impl WasiHttpHooks for OutboundHttp {
+impl WasiHttpHooks for OutboundCalls {
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -147,54 +224,5 @@ fn client_error(e: hyper_util::client::legacy::Error) -> Error {
     match std::error::Error::source(&e).and_then(|s| s.downcast_ref::<hyper::Error>()) {
         Some(_) => Error::HttpProtocolError,
         None => Error::InternalError(Some(e.to_string())),
-    }
-}
-
-/// A response body that fails with `ConnectionReadTimeout` when the next frame takes longer
-/// than the guest's between-bytes timeout.
-struct BetweenBytes {
-    inner: hyper::body::Incoming,
-    timeout: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl BetweenBytes {
-    fn new(inner: hyper::body::Incoming, timeout: Duration) -> BetweenBytes {
-        BetweenBytes {
-            inner,
-            timeout,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
-        }
-    }
-}
-
-impl Body for BetweenBytes {
-    type Data = Bytes;
-    type Error = Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                let deadline = tokio::time::Instant::now() + this.timeout;
-                this.sleep.as_mut().reset(deadline);
-                Poll::Ready(frame.map(|f| f.map_err(Error::from)))
-            }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -15,7 +15,8 @@ use super::hygiene::{self, Context as Where};
 use super::server::{self, Server};
 use super::tenants::Provisioner;
 use super::values::{self, Decoded, Shape};
-use crate::config::PoolConfig;
+use crate::capabilities::servers::{PoolConfig, build_deadpool};
+use crate::secrets::redact_text;
 use anyhow::{Result, anyhow};
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, TimeoutType,
@@ -114,7 +115,7 @@ impl PostgresPool {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = crate::pools::build_deadpool(Pool::builder(manager), config)
+        let pool = build_deadpool(Pool::builder(manager), config)
             .map_err(|e| anyhow!("cannot create PostgreSQL pool {name:?} ({address}): {e}"))?;
         Ok(Arc::new(PostgresPool {
             name: name.to_string(),
@@ -202,7 +203,7 @@ impl PostgresPool {
     }
 
     fn unavailable(&self, why: &str) -> Error {
-        Error::Unavailable(crate::secrets::redact_text(&format!(
+        Error::Unavailable(redact_text(&format!(
             "PostgreSQL pool {:?} ({}) unavailable: {why}",
             self.name, self.address
         )))

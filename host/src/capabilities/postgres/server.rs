@@ -5,8 +5,8 @@
 //! `verify-full` — with libpq's meaning (see [`crate::tls`]); the pool's `ca_file` is the
 //! trusted root (libpq's `sslrootcert`).
 
-use crate::config::{CaFile, PoolConfig};
-use crate::tls::{self, Verify};
+use crate::capabilities::servers::PoolConfig;
+use crate::tls::{self, CaFile, Verify};
 use anyhow::{Context, Result, bail};
 use std::str::FromStr;
 use tokio_postgres::config::SslMode;

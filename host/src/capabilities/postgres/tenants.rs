@@ -37,7 +37,7 @@ pub fn role_name(tenant: &str) -> String {
     }
     // Distinct tenants must not collide after truncation: keep a prefix and add a hash.
     let digest = Sha256::digest(tenant.as_bytes());
-    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hash = hex::encode(&digest[..8]);
     let keep = MAX_IDENTIFIER - PREFIX.len() - 1 - hash.len();
     let mut cut = keep;
     while !tenant.is_char_boundary(cut) {
@@ -84,11 +84,7 @@ impl Provisioner {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
         mac.update(b"hostel postgres tenant login\0");
         mac.update(role.as_bytes());
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// Creates or repairs `tenant`'s role and database.

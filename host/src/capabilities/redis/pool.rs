@@ -8,8 +8,8 @@
 //! configured database again. `rediss://` URLs connect over TLS (rustls), checking the
 //! server's certificate against the public roots or the pool's `ca_file`.
 
-use crate::config::PoolConfig;
-use crate::pools::ServerPool;
+use crate::capabilities::servers::{PoolConfig, ServerPool, build_deadpool};
+use crate::tls;
 use anyhow::{Context, Result, anyhow, bail};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, ProtocolVersion, RedisError};
@@ -52,9 +52,8 @@ impl RedisPool {
                 .set_response_timeout(None),
             pings: AtomicU64::new(0),
         };
-        let leased =
-            crate::pools::build_deadpool(deadpool::managed::Pool::builder(manager), config)
-                .with_context(|| format!("cannot create Redis pool {name:?}"))?;
+        let leased = build_deadpool(deadpool::managed::Pool::builder(manager), config)
+            .with_context(|| format!("cannot create Redis pool {name:?}"))?;
         Ok(Arc::new(RedisPool {
             name: name.to_string(),
             config: config.clone(),
@@ -148,7 +147,7 @@ fn client(config: &PoolConfig) -> Result<redis::Client> {
 
 /// A Redis error, with what to do about a TLS failure inside it.
 fn explained(e: RedisError) -> anyhow::Error {
-    match crate::tls::explain(&e) {
+    match tls::explain(&e) {
         Some(tls) => anyhow!("{tls}"),
         None => anyhow::Error::from(e),
     }
@@ -244,7 +243,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_leased_connection_comes_back_reset_logged_in_and_on_its_database() {
-        crate::tls::install_crypto_provider();
+        tls::install_crypto_provider();
         let server = hostel_tests::RedisServer::start_with_password("pw").unwrap();
         let mut config = PoolConfig::redis(Secret::new(format!("{}/2", server.url())), None);
         config.max_connections = 1;

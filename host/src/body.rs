@@ -1,5 +1,6 @@
-//! Admission: whether a request may start (tenant concurrency) and how much body it may send
-//! or receive.
+//! Bodies with a limit the host holds them to: how much a request or response body may carry
+//! ([`LimitedBody`]), and how long an outbound response may go without a byte
+//! ([`BetweenBytes`]).
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -7,6 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use wasmtime_wasi_http::Error;
 
 /// A body that stops with an error once more than `limit` bytes passed, and records that it
@@ -78,6 +80,59 @@ where
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that fails with `ConnectionReadTimeout` when the next frame takes longer
+/// than the guest's between-bytes timeout.
+pub struct BetweenBytes<B> {
+    inner: B,
+    timeout: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> BetweenBytes<B> {
+    pub fn new(inner: B, timeout: Duration) -> BetweenBytes<B> {
+        BetweenBytes {
+            inner,
+            timeout,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+impl<B> Body for BetweenBytes<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Error>,
+{
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let deadline = tokio::time::Instant::now() + this.timeout;
+                this.sleep.as_mut().reset(deadline);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 

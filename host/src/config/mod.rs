@@ -1,0 +1,277 @@
+//! The TOML configuration: what the operator writes, checked once at startup.
+//!
+//! This module only assembles the file from its sections, each read and checked where it is
+//! used: `[server]`, `[defaults]` and `[admin]` ([`server`]), tenants and their apps
+//! ([`tenants`]), `[pools]` ([`crate::capabilities::servers`]) and every capability's own
+//! sections and grants ([`crate::capabilities`]). Parsing is strict — an unknown key is an
+//! error naming its line, not a silently ignored key — and everything a request needs later is
+//! resolved here: relative paths against the config file's folder, limits layered tenant →
+//! `[defaults.limits]` → built-in defaults.
+
+#[cfg(test)]
+mod fuzz;
+mod server;
+mod tenants;
+
+pub use server::{AdminConfig, TokenHash};
+pub use tenants::{AppConfig, DEFAULT_TENANT, TenantConfig};
+
+use crate::capabilities::servers::{self, PoolConfig, PoolSection};
+use crate::capabilities::shape::ConfigFile;
+use crate::capabilities::{self, CapabilityConfig};
+use crate::sections::Table;
+use anyhow::{Context, Result, bail};
+use server::{AdminSection, DefaultsSection, ServerSection};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The host's own top-level tables; the capabilities own the others they name.
+const HOST_SECTIONS: &[&str] = &[
+    "server", "defaults", "admin", "pools", "apps", "grants", "tenants",
+];
+
+/// The configuration after validation: paths absolute, limits resolved, nothing left to check.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: PathBuf,
+    pub listen: SocketAddr,
+    pub code_cache: PathBuf,
+    pub shutdown_grace: Duration,
+    pub max_instances: u32,
+    pub memory_keep_resident: u64,
+    pub tenants: Vec<TenantConfig>,
+    /// Redis and PostgreSQL pools by name.
+    pub pools: BTreeMap<String, PoolConfig>,
+    /// Every capability's own config (key-value stores, ...).
+    pub capabilities: CapabilityConfig,
+    pub admin: Option<AdminConfig>,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file. Every error names the file, the key and why.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        Self::assemble(text, path).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))
+    }
+
+    fn assemble(text: &str, path: &Path) -> Result<Config> {
+        let root = Table::parse(text)?;
+        let known: Vec<&str> = HOST_SECTIONS
+            .iter()
+            .chain(capabilities::SECTIONS.concat().iter())
+            .copied()
+            .collect();
+        root.deny_unknown(&known)?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let server: ServerSection = root.get_or_default("server")?;
+        let defaults: DefaultsSection = root.get_or_default("defaults")?;
+        let pools = servers::parse_pools(
+            root.get_or_default::<BTreeMap<String, PoolSection>>("pools")?,
+            &base,
+        )?;
+        let file = ConfigFile {
+            root: &root,
+            base: &base,
+            pools: &pools,
+        };
+        let capabilities = CapabilityConfig::new(&file)?;
+        let shared_hosts = server
+            .shared_hosts
+            .iter()
+            .map(|host| {
+                tenants::host_name(host)
+                    .with_context(|| format!("key `server.shared_hosts`: entry {host:?}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let tenants = tenants::resolve(&file, &defaults.limits, &capabilities, &shared_hosts)?;
+        if server.max_instances == 0 {
+            bail!("key `server.max_instances`: must be at least 1");
+        }
+        let admin = root
+            .get::<AdminSection>("admin")?
+            .map(|admin| admin.resolve(&base))
+            .transpose()?;
+        if admin.is_none()
+            && let Some(tenant) = tenants.iter().find(|t| t.admin_token.is_some())
+        {
+            bail!(
+                "key `tenants.{}.admin_token_sha256`: there is no [admin] section, so no admin \
+                 API to use the token with",
+                tenant.name
+            );
+        }
+        Ok(Config {
+            source: path.to_path_buf(),
+            listen: server.listen,
+            code_cache: server.code_cache(&base)?,
+            shutdown_grace: server.shutdown_grace.0,
+            max_instances: server.max_instances,
+            memory_keep_resident: server.memory_keep_resident.0,
+            tenants,
+            pools,
+            capabilities,
+            admin,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capabilities::keyvalue::StoreConfig;
+    use crate::capabilities::servers::Connect;
+    use crate::limits::{DEFAULT_CONCURRENCY, DEFAULT_MEMORY};
+    use crate::secrets::Secret;
+    use server::default_listen;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("/nonexistent/hostel.toml"))
+    }
+
+    #[test]
+    fn empty_config_serves_one_default_tenant_on_loopback() {
+        let config = parse("").unwrap();
+        assert_eq!(config.listen, default_listen());
+        assert_eq!(config.tenants.len(), 1);
+        assert_eq!(config.tenants[0].name, DEFAULT_TENANT);
+        assert_eq!(config.tenants[0].limits.memory, DEFAULT_MEMORY);
+        assert_eq!(config.memory_keep_resident, 4 << 20);
+        let tuned = parse("[server]\nmemory_keep_resident = \"0\"\n").unwrap();
+        assert_eq!(tuned.memory_keep_resident, 0);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_the_file() {
+        let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("/nonexistent/hostel.toml"), "{msg}");
+        assert!(msg.contains("lisen"), "{msg}");
+        assert!(msg.contains("unknown field"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_sections_and_grants_are_named_with_their_line() {
+        let err = parse("[server]\n[sever]\nlisten = 3\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("line 2") && msg.contains("unknown key `sever`"),
+            "{msg}"
+        );
+        let err = parse("[tenants.a.grants]\nstores = []\npols = [\"x\"]\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("line 3") && msg.contains("`tenants.a.grants.pols`"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("outbound") && msg.contains("pools"),
+            "lists the keys: {msg}"
+        );
+        let err = parse("[stores.\"a b\"]\nkind = \"embedded\"\npath = \"x\"\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("stores.a b"),
+            "store names are checked: {err:#}"
+        );
+    }
+
+    #[test]
+    fn limits_layer_tenant_over_defaults_over_builtin() {
+        let config = parse(
+            "[defaults.limits]\nmemory = \"32MiB\"\ntimeout = \"2s\"\n\
+             [tenants.a.limits]\ntimeout = \"500ms\"\n[tenants.b]\n",
+        )
+        .unwrap();
+        let a = &config.tenants[0].limits;
+        let b = &config.tenants[1].limits;
+        assert_eq!(a.memory, 32 << 20);
+        assert_eq!(a.timeout, Duration::from_millis(500));
+        assert_eq!(b.timeout, Duration::from_secs(2));
+        assert_eq!(b.concurrency, DEFAULT_CONCURRENCY);
+    }
+
+    #[test]
+    fn missing_component_names_the_key() {
+        let err = parse("[apps.hello]\nroute = \"/\"\ncomponent = \"nope.wasm\"\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("apps.hello.component"), "{msg}");
+        assert!(msg.contains("nope.wasm"), "{msg}");
+    }
+
+    #[test]
+    fn granted_stores_must_be_declared() {
+        let err = parse("[grants]\nstores = [\"cache\"]\n").unwrap_err();
+        assert!(format!("{err:#}").contains("[stores.cache]"), "{err:#}");
+        let config =
+            parse("[stores.cache]\nkind = \"embedded\"\npath = \"kv.redb\"\n[grants]\nstores = [\"cache\"]\n")
+                .unwrap();
+        assert_eq!(
+            config.capabilities.keyvalue["cache"],
+            StoreConfig::Embedded("/nonexistent/kv.redb".into())
+        );
+        assert_eq!(config.tenants[0].grants.keyvalue, ["cache"]);
+        let err = parse("[stores.x]\nkind = \"memcached\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("memcached"), "{err:#}");
+    }
+
+    #[test]
+    fn pools_take_defaults_and_check_their_url() {
+        let config = parse(
+            "[pools.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n\
+             [pools.db]\nkind = \"postgres\"\nurl = \"postgres://app:pw@127.0.0.1/app\"\n\
+             max_connections = 4\nacquire_timeout = \"250ms\"\nconnect = \"lazy\"\n\
+             [grants]\npools = [\"cache\", \"db\"]\n",
+        )
+        .unwrap();
+        let cache = &config.pools["cache"];
+        assert_eq!(
+            *cache,
+            PoolConfig::redis(Secret::new("redis://127.0.0.1:6379".into()), None)
+        );
+        let db = &config.pools["db"];
+        assert_eq!(db.max_connections, 4);
+        assert_eq!(db.acquire_timeout, Duration::from_millis(250));
+        assert_eq!(db.connect, Connect::Lazy);
+        assert_eq!(db.address(), "postgres://app@127.0.0.1/app");
+        assert_eq!(config.tenants[0].grants.redis, ["cache", "db"]);
+        assert_eq!(config.tenants[0].grants.postgres, ["cache", "db"]);
+
+        let err = parse("[pools.db]\nkind = \"postgres\"\nurl = \"redis://x\"\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("[pools.db]") && msg.contains("postgres://"),
+            "{msg}"
+        );
+        let err = parse("[grants]\npools = [\"nope\"]\n").unwrap_err();
+        assert!(format!("{err:#}").contains("[pools.nope]"), "{err:#}");
+        let err = parse("[pools.x]\nkind = \"redis\"\nurl = \"redis://x\"\nmax_connections = 0\n")
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("max_connections"), "{err:#}");
+    }
+
+    #[test]
+    fn hosts_belong_to_one_tenant_and_routes_do_not_cross_tenants() {
+        let two_owners = parse(
+            "[tenants.a]\nhosts = [\"shop.test\"]\n[tenants.b]\nhosts = [\"Shop.test:80\"]\n",
+        )
+        .unwrap_err();
+        assert!(
+            format!("{two_owners:#}").contains("shared_hosts"),
+            "{two_owners:#}"
+        );
+        let bad_host = parse("[tenants.a]\nhosts = [\"a b\"]\n").unwrap_err();
+        assert!(
+            format!("{bad_host:#}").contains("tenants.a.hosts"),
+            "{bad_host:#}"
+        );
+    }
+}
