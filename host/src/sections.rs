@@ -141,15 +141,22 @@ impl<'i> Table<'i> {
             })
     }
 
-    /// Refuses a key not in `known`: a typo is an error, not a silently ignored key.
+    /// Refuses a key not in `known` (which may name a key twice, as two readers of it do):
+    /// a typo is an error, not a silently ignored key.
     pub fn deny_unknown(&self, known: &[&str]) -> Result<()> {
         for (key, entry) in &self.entries {
             if !known.contains(&key.as_str()) {
+                let mut expected: Vec<&str> = Vec::new();
+                for name in known {
+                    if !expected.contains(name) {
+                        expected.push(name);
+                    }
+                }
                 bail!(
                     "line {}: unknown key `{}`, expected one of: {}",
                     self.line(&entry.key),
                     self.key(key),
-                    known.join(", ")
+                    expected.join(", ")
                 );
             }
         }

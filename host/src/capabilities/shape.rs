@@ -15,7 +15,7 @@
 //! store type, whose [`View`] of it — its tenant's state, its request's state and the
 //! sandbox's resource table — is all a guest call can reach. A capability with WIT of its own
 //! implements the generated host traits on a view struct of its own made from that `View`,
-//! with a `HasData` marker, as `wasmtime-wasi-http` does.
+//! with a `HasData` marker, as `wasmtime-wasi-http` does: `host_view!` declares the three.
 //! Servers its app state keeps connections to (Redis, PostgreSQL) are registered with
 //! [`Servers`], which connects them at startup and closes them after the last request.
 
