@@ -32,11 +32,14 @@ def main() -> None:
         f'[apps.hello]\nroute = "/"\ncomponent = "{args.component}"\n'
     )
 
+    def wasmtime_serve(binary):
+        return lambda p: [binary, "serve", "-O", "pooling-allocator=y", "-S", "cli=y",
+                          "--addr", f"127.0.0.1:{p}", args.component]
+
     servers = [
         Server("hostel", lambda p: [args.hostel, "serve", "--config", str(config),
                                     "--listen", f"127.0.0.1:{p}", "--log", "warn"]),
-        Server("wasmtime-serve", lambda p: [args.wasmtime, "serve", "-O", "pooling-allocator=y", "-S", "cli=y",
-                                            "--addr", f"127.0.0.1:{p}", args.component]),
+        Server("wasmtime-serve", wasmtime_serve(args.wasmtime)),
         Server("aiohttp+uvloop", lambda p: [args.python, str(HERE / "peers" / "aiohttp_hello.py"),
                                             str(p)]),
         Server("native-hyper", lambda p: [args.native, f"127.0.0.1:{p}"]),
@@ -45,6 +48,8 @@ def main() -> None:
         servers.insert(1, Server("hostel-before", lambda p: [args.before, "serve", "--config",
                                                              str(config), "--listen", f"127.0.0.1:{p}",
                                                              "--log", "warn"]))
+    if args.wasmtime_before:
+        servers.insert(3, Server("wasmtime-serve-before", wasmtime_serve(args.wasmtime_before)))
     connections = [int(c) for c in args.connections.split(",")]
     modes = args.modes.split(",")
 

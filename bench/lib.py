@@ -89,6 +89,8 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--before", help="a hostel binary built from an earlier commit, measured "
                                      "beside this one as `hostel-before`")
+    ap.add_argument("--wasmtime-before", help="`wasmtime serve` at the version that commit ran "
+                                              "on, when it differs: measured as `wasmtime-serve-before`")
 
 
 class Server:

@@ -16,13 +16,26 @@ else
 fi
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# The channel rust-toolchain.toml pins.
+toolchain_channel() {
+    sed -n 's/^channel = "\(.*\)"/\1/p' "$ROOT/rust-toolchain.toml"
+}
+
 need_rust() {
     command -v cargo >/dev/null 2>&1 ||
         die "cargo is not installed. Install Rust with rustup (https://rustup.rs), then run this again."
-    if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
-        say "installing the wasm32-wasip2 Rust target (guests are built for it)"
-        rustup target add wasm32-wasip2 ||
-            die "could not add the wasm32-wasip2 target: run 'rustup target add wasm32-wasip2' by hand"
+    command -v rustup >/dev/null 2>&1 ||
+        die "rustup is not installed: Hostel builds with the toolchain rust-toolchain.toml names. Install rustup (https://rustup.rs), then run this again."
+    # The toolchain pinned in rust-toolchain.toml, with its components and the guests' target
+    # (rustup reads the file; `rustup toolchain install` adds whatever of it is missing).
+    if ! { rustup run "$(toolchain_channel)" rustc --version &&
+        rustup run "$(toolchain_channel)" cargo clippy --version &&
+        rustup run "$(toolchain_channel)" rustfmt --version &&
+        rustup target list --installed --toolchain "$(toolchain_channel)" | grep -qx wasm32-wasip2
+    } >/dev/null 2>&1; then
+        say "installing Rust $(toolchain_channel) with clippy, rustfmt and wasm32-wasip2 (pinned in rust-toolchain.toml)"
+        rustup toolchain install ||
+            die "could not install Rust $(toolchain_channel): run 'rustup toolchain install' in $ROOT by hand"
     fi
 }
 
