@@ -178,12 +178,21 @@ fn run(command: Command) -> Result<()> {
                 }
                 None => String::new(),
             };
-            let apps = host.installed().len();
+            let mut installed = host.installed();
+            installed.sort_by(|(a, _), (b, _)| a.cmp(b));
+            let apps = installed.len();
             let plural = if apps == 1 { "" } else { "s" };
             println!(
                 "{}: ok ({apps} app{plural}{deployed})",
                 config.source.display()
             );
+            for ((tenant, app), installed) in &installed {
+                println!(
+                    "  {tenant}/{app}  {}  {}",
+                    installed.app.route,
+                    installed.app.handler.world()
+                );
+            }
             Ok(())
         }
         Command::Measure {

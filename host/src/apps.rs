@@ -4,7 +4,7 @@
 
 use crate::capabilities;
 use crate::code_cache::CodeCache;
-use crate::sandbox::SandboxState;
+use crate::sandbox::{Handler, SandboxState};
 use crate::tenant::Tenant;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -12,14 +12,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// A component ready to serve: compiled, linked, pre-instantiated.
 pub struct App {
     pub name: String,
     pub route: String,
     pub tenant: Arc<Tenant>,
-    pub pre: ProxyPre<SandboxState>,
+    pub handler: Handler,
 }
 
 /// Where a component's bytes come from.
@@ -37,7 +36,7 @@ pub struct AppLoader {
 
 impl AppLoader {
     /// Every app is linked against one linker: every capability's interfaces (see
-    /// [`crate::capabilities`]). Guests built against any WASI 0.2.x release link against it.
+    /// [`crate::capabilities`]), for WASI 0.2.x and 0.3.x guests alike.
     pub fn new(engine: &Engine, code_cache: &Path) -> Result<AppLoader> {
         let mut linker = Linker::new(engine);
         capabilities::add_to_linker(&mut linker)?;
@@ -80,15 +79,12 @@ impl AppLoader {
             .map_err(anyhow::Error::from)
             .context("it imports something this host does not provide")
             .with_context(describe)?;
-        let pre = ProxyPre::new(instance_pre)
-            .map_err(anyhow::Error::from)
-            .context("it does not export `wasi:http/incoming-handler@0.2.x`: is it an HTTP handler (the `wasi:http/proxy` world)?")
-            .with_context(describe)?;
+        let handler = Handler::new(instance_pre).with_context(describe)?;
         Ok(App {
             name: name.to_string(),
             route: route.to_string(),
             tenant,
-            pre,
+            handler,
         })
     }
 }

@@ -28,6 +28,8 @@ pub struct EngineSizing {
 pub fn build_engine(sizing: EngineSizing) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // WASI 0.3 components: async functions, `stream` and `future` (WASI 0.2 ones pay nothing).
+    config.wasm_component_model_async(true);
     config.epoch_interruption(true);
     config.memory_init_cow(true);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);

@@ -140,7 +140,7 @@ async fn run(
     let (body, exceeded) = LimitedBody::new(body, limits.request_body);
     let request = Request::from_parts(parts, body);
 
-    let outcome = sandbox::run(&app.pre, &app.tenant, request, permit).await;
+    let outcome = sandbox::run(&app.handler, &app.tenant, request, permit).await;
     if exceeded.load(Ordering::Acquire) {
         return too_large(limits.request_body, id);
     }

@@ -1,22 +1,27 @@
 //! One request, one sandbox: a new `Store` instantiated from the app's pre-instantiated
-//! component, limits applied, the guest's `incoming-handler.handle` called, and everything the
-//! guest held dropped with the store — after a normal return, a trap or a timeout alike.
+//! component, limits applied, the guest's handler called — `wasi:http/incoming-handler` of
+//! WASI 0.2 or `wasi:http/handler` of WASI 0.3 — and everything the guest held dropped with the
+//! store — after a normal return, a trap or a timeout alike.
 
 use crate::capabilities::shape::{HasView, RequestInfo};
 use crate::capabilities::{Parts, RequestCapabilities, StoreData, outbound_http, wasi};
 use crate::fair_share::GuestShare;
 use crate::tenant::Tenant;
 use hyper::body::Bytes;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::Instrument;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{InstancePre, Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::bindings::http::types::{IncomingRequest, ResponseOutparam, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p3;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
 /// How long past its deadline a request waits for a guest that has not stopped itself.
@@ -56,6 +61,79 @@ impl WasiHttpView for SandboxState {
         outbound_http::ctx(HasView::<outbound_http::OutboundHttp>::view(self))
     }
 }
+
+/// An app's handler, pre-instantiated. Which one a component is, is told at load from what
+/// it exports; both are served the same way, with the same limits and capabilities.
+#[derive(Clone)]
+pub enum Handler {
+    /// `wasi:http/incoming-handler@0.2.x`: the `wasi:http/proxy` world of WASI 0.2.
+    Http02(ProxyPre<SandboxState>),
+    /// `wasi:http/handler@0.3.x`: the `wasi:http/service` world of WASI 0.3.
+    Http03(ServicePre<SandboxState>),
+}
+
+impl Handler {
+    /// The handler `instance_pre`'s component exports, or why it has none Hostel serves.
+    pub fn new(instance_pre: InstancePre<SandboxState>) -> anyhow::Result<Handler> {
+        if let Ok(pre) = ProxyPre::new(instance_pre.clone()) {
+            return Ok(Handler::Http02(pre));
+        }
+        if let Ok(pre) = ServicePre::new(instance_pre.clone()) {
+            return Ok(Handler::Http03(pre));
+        }
+        let component = instance_pre.component();
+        let engine = instance_pre.engine();
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(engine)
+            .map(|(name, _)| format!("`{name}`"))
+            .collect();
+        let exports = if exports.is_empty() {
+            "nothing".to_string()
+        } else {
+            exports.join(", ")
+        };
+        anyhow::bail!(
+            "it is not an HTTP handler: it exports {exports}; Hostel serves components that \
+             export `wasi:http/incoming-handler@0.2.x` (the WASI 0.2 `wasi:http/proxy` world) or \
+             `wasi:http/handler@0.3.x` (the WASI 0.3 `wasi:http/service` world)"
+        )
+    }
+
+    pub fn instance_pre(&self) -> &InstancePre<SandboxState> {
+        match self {
+            Handler::Http02(pre) => pre.instance_pre(),
+            Handler::Http03(pre) => pre.instance_pre(),
+        }
+    }
+
+    /// The world the component was built for, as `hostel check` and the admin API say it.
+    pub fn world(&self) -> &'static str {
+        match self {
+            Handler::Http02(_) => "wasi:http/proxy (WASI 0.2)",
+            Handler::Http03(_) => "wasi:http/service (WASI 0.3)",
+        }
+    }
+}
+
+/// A request made into the resources its handler takes, before the call.
+enum Prepared {
+    Http02 {
+        pre: ProxyPre<SandboxState>,
+        request: Resource<IncomingRequest>,
+        out: Resource<ResponseOutparam>,
+    },
+    Http03 {
+        pre: ServicePre<SandboxState>,
+        request: p3::Request,
+        /// Reports a failure to read the request body to the guest's response.
+        request_io: Pin<Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>>,
+        answer: oneshot::Sender<Answer>,
+    },
+}
+
+/// What the guest hands back: response headers (the body still streaming), or its error code.
+type Answer = Result<hyper::Response<HyperOutgoingBody>, String>;
 
 /// Caps each linear memory of the instance and remembers whether the cap was hit, so the
 /// resulting trap can be reported as what it is.
@@ -102,19 +180,19 @@ pub enum Failure {
     Overloaded(String),
     /// The guest trapped or panicked.
     Trap(String),
-    /// The guest set an error instead of a response.
-    GuestError(ErrorCode),
+    /// The guest answered with an error code instead of a response.
+    GuestError(String),
     /// The guest returned without setting a response.
     NoResponse,
     /// Setting up the sandbox failed: a host problem.
     Host(String),
 }
 
-/// Runs an app's guest — `pre`, its pre-instantiated component, for `tenant` — on one
+/// Runs an app's guest — `handler`, its pre-instantiated component, for `tenant` — on one
 /// request. Resolves once the guest has produced response headers (the body keeps streaming
 /// from the guest's task) or has failed.
 pub async fn run<B>(
-    pre: &ProxyPre<SandboxState>,
+    handler: &Handler,
     tenant: &Arc<Tenant>,
     request: hyper::Request<B>,
     permit: OwnedSemaphorePermit,
@@ -141,7 +219,7 @@ where
         timed_out: false,
         cpu_share: GuestShare::default(),
     };
-    let mut store = Store::new(pre.instance_pre().engine(), state);
+    let mut store = Store::new(handler.instance_pre().engine(), state);
     store.limiter(|state| &mut state.memory);
     // Every epoch tick a running guest traps if its deadline has passed, else yields its
     // thread (taking turns with its tenant's other busy guests: see `fair_share`).
@@ -155,27 +233,16 @@ where
         Ok(state.tenant.cpu.on_tick(&mut state.cpu_share))
     });
 
-    let (sender, receiver) = oneshot::channel();
-    let host_failure = |e: wasmtime::Error| Failure::Host(format!("{e:#}"));
-    let req = (store.data_mut().http())
-        .new_incoming_request(Scheme::Http, request)
-        .map_err(host_failure)?;
-    let out = (store.data_mut().http())
-        .new_response_outparam(sender)
-        .map_err(host_failure)?;
+    let (answer, receiver) = oneshot::channel::<Answer>();
+    let prepared = prepare(&mut store, handler, request, answer)
+        .map_err(|e| Failure::Host(format!("{e:#}")))?;
 
     let (share, owner) = (store.data().cpu_share.clone(), tenant.clone());
     let guest_share = share.clone();
-    let (pre, tenant) = (pre.clone(), tenant.clone());
+    let tenant = tenant.clone();
     let guest = async move {
         let share = guest_share;
-        let call = async {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, req, out)
-                .await
-        };
+        let call = call(&mut store, prepared);
         // Waiting for a CPU slot counts against the deadline like everything else.
         let admitted_call = async {
             tenant.cpu.admit(&share).await;
@@ -232,6 +299,105 @@ where
                 }
             }.in_current_span());
             response.map_err(Failure::GuestError)
+        }
+    }
+}
+
+/// Makes the request into the resources the guest's handler takes, with `answer` as where its
+/// response goes.
+fn prepare<B>(
+    store: &mut Store<SandboxState>,
+    handler: &Handler,
+    request: hyper::Request<B>,
+    answer: oneshot::Sender<Answer>,
+) -> wasmtime::Result<Prepared>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    match handler {
+        Handler::Http02(pre) => {
+            let mut http = store.data_mut().http();
+            let request = http.new_incoming_request(Scheme::Http, request)?;
+            let out = http.new_response_outparam_from_callback(move |response| {
+                // The receiver is gone when the request has already failed: nothing to tell.
+                _ = answer.send(response.map_err(|code| format!("{code:?}")));
+            })?;
+            Ok(Prepared::Http02 {
+                pre: pre.clone(),
+                request,
+                out,
+            })
+        }
+        Handler::Http03(pre) => {
+            // WASI 0.3 hands the guest the URI as is: give it the scheme and authority a
+            // WASI 0.2 guest gets (the connection's scheme, the Host header).
+            let request = with_full_uri(request)?;
+            let (request, request_io) =
+                p3::Request::from_http(store.data_mut().http().hooks, request);
+            Ok(Prepared::Http03 {
+                pre: pre.clone(),
+                request,
+                request_io: Box::pin(request_io),
+                answer,
+            })
+        }
+    }
+}
+
+/// The request with scheme `http` and the Host header's authority in its URI, where the
+/// client sent a path only.
+fn with_full_uri<B>(request: hyper::Request<B>) -> wasmtime::Result<hyper::Request<B>> {
+    let (mut parts, body) = request.into_parts();
+    if parts.uri.authority().is_none() {
+        let host = parts
+            .headers
+            .get(hyper::header::HOST)
+            .ok_or_else(|| wasmtime::format_err!("the request has no Host header"))?
+            .to_str()?;
+        let mut uri = hyper::http::uri::Builder::new()
+            .scheme(hyper::http::uri::Scheme::HTTP)
+            .authority(host);
+        if let Some(path_and_query) = parts.uri.path_and_query() {
+            uri = uri.path_and_query(path_and_query.clone());
+        }
+        parts.uri = uri.build()?;
+    }
+    Ok(hyper::Request::from_parts(parts, body))
+}
+
+/// Instantiates the guest and calls its handler. Resolves when the guest is done: for WASI
+/// 0.3, that is when its last task ends — it may go on writing the body after answering.
+async fn call(store: &mut Store<SandboxState>, prepared: Prepared) -> wasmtime::Result<()> {
+    match prepared {
+        Prepared::Http02 { pre, request, out } => {
+            let proxy = pre.instantiate_async(&mut *store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut *store, request, out)
+                .await
+        }
+        Prepared::Http03 {
+            pre,
+            request,
+            request_io,
+            answer,
+        } => {
+            let service = pre.instantiate_async(&mut *store).await?;
+            store
+                .run_concurrent(async move |accessor| -> wasmtime::Result<()> {
+                    match service.handle(accessor, request).await? {
+                        Ok(response) => {
+                            let response = accessor
+                                .with(|mut access| response.into_http(&mut access, request_io))?;
+                            _ = answer.send(Ok(response));
+                        }
+                        Err(code) => _ = answer.send(Err(format!("{code:?}"))),
+                    }
+                    std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await;
+                    Ok(())
+                })
+                .await?
         }
     }
 }

@@ -185,9 +185,9 @@ impl Admin {
             .find(|(k, _)| k == key)
             .ok_or_else(|| no_app(key))?;
         let mut body = describe(key, &installed);
-        let component = installed.app.pre.instance_pre().component();
+        let component = installed.app.handler.instance_pre().component();
         let ty = component.component_type();
-        let engine = installed.app.pre.instance_pre().engine();
+        let engine = installed.app.handler.instance_pre().engine();
         body["imports"] = ty.imports(engine).map(|(name, _)| name).collect();
         body["exports"] = ty.exports(engine).map(|(name, _)| name).collect();
         Ok(reply(StatusCode::OK, body))
@@ -368,6 +368,7 @@ fn describe((tenant, name): &AppKey, installed: &Installed) -> Value {
         "app": name,
         "route": installed.app.route,
         "hosts": installed.app.tenant.hosts,
+        "world": installed.app.handler.world(),
     });
     match &installed.origin {
         Origin::Config(path) => {

@@ -90,8 +90,10 @@ impl Capability for Wasi {
         Ok(builder.build())
     }
 
+    /// WASI 0.2 and 0.3 both, on the one context: a grant means the same in either.
     fn add_to_linker<T: HasView<Self>>(linker: &mut Linker<T>) -> Result<()> {
         wasmtime_wasi::p2::add_to_linker_async(linker)?;
+        wasmtime_wasi::p3::add_to_linker(linker)?;
         Ok(())
     }
 }

@@ -24,9 +24,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::Linker;
+use wasmtime::component::{Accessor, HasData, Linker, Resource};
+use wasmtime_wasi::TrappableError;
+use wasmtime_wasi_http::p3::bindings::http as p3_http;
 use wasmtime_wasi_http::{
-    Error, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+    Error, RequestOptions, WasiBody, WasiHttp, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
 };
 
 /// Used when the guest does not set its own `request-options` timeouts.
@@ -103,9 +105,44 @@ impl Capability for OutboundHttp {
         })
     }
 
+    /// `wasi:http` 0.2 and 0.3 both send through the same hooks: one client, allow-list,
+    /// timeouts and quota for either.
     fn add_to_linker<T: HasView<Self>>(linker: &mut Linker<T>) -> Result<()> {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+        p3_http::types::add_to_linker::<T, WasiHttp>(linker, T::http)?;
+        p3_http::client::add_to_linker::<T, Client03>(linker, T::http)?;
         Ok(())
+    }
+}
+
+/// `wasi:http/client` of WASI 0.3: wasmtime's, with the request's path defaulted to `/` when
+/// the guest set none, as WASI specifies (WebAssembly/WASI#949) and WASI 0.2 does; wasmtime
+/// 50 refuses such a request as `HTTP-request-URI-invalid`.
+struct Client03;
+
+impl HasData for Client03 {
+    type Data<'a> = WasiHttpCtxView<'a>;
+}
+
+impl<T: 'static> p3_http::client::HostWithStore<T> for Client03 {
+    async fn send(
+        store: &Accessor<T, Self>,
+        request: Resource<p3_http::types::Request>,
+    ) -> Result<Resource<p3_http::types::Response>, TrappableError<p3_http::types::ErrorCode>> {
+        store
+            .with(|mut access| -> wasmtime::Result<()> {
+                let request = access.get().table.get_mut(&request)?;
+                if request.path_with_query.is_none() {
+                    request.path_with_query = Some(http::uri::PathAndQuery::from_static("/"));
+                }
+                Ok(())
+            })
+            .map_err(TrappableError::trap)?;
+        <WasiHttp as p3_http::client::HostWithStore<T>>::send(
+            &store.with_getter::<WasiHttp>(store.getter()),
+            request,
+        )
+        .await
     }
 }
 
