@@ -77,7 +77,11 @@ impl AppLoader {
             .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
-            .context("it imports something this host does not provide")
+            .context(
+                "it imports something this host does not provide (Hostel provides WASI 0.2.x and \
+                 0.3.x, `wasi:http`, `wasi:keyvalue/*@0.2.0-draft2`, `wasi:config/store` and \
+                 `hostel:host/*`; 0.3 guests get the WASI ones only)",
+            )
             .with_context(describe)?;
         let handler = Handler::new(instance_pre).with_context(describe)?;
         Ok(App {

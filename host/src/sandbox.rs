@@ -88,16 +88,24 @@ impl Handler {
             .exports(engine)
             .map(|(name, _)| format!("`{name}`"))
             .collect();
+        const SERVED: &str = "Hostel serves components that export \
+             `wasi:http/incoming-handler@0.2.x` (the WASI 0.2 `wasi:http/proxy` world) or \
+             `wasi:http/handler@0.3.x` (the WASI 0.3 `wasi:http/service` world)";
+        if exports
+            .iter()
+            .any(|name| name.starts_with("`wasi:cli/run@"))
+        {
+            anyhow::bail!(
+                "it is a WASI command (the `wasi:cli/command` world: it exports `wasi:cli/run`), \
+                 a program to run once, not an HTTP handler; {SERVED}"
+            );
+        }
         let exports = if exports.is_empty() {
             "nothing".to_string()
         } else {
             exports.join(", ")
         };
-        anyhow::bail!(
-            "it is not an HTTP handler: it exports {exports}; Hostel serves components that \
-             export `wasi:http/incoming-handler@0.2.x` (the WASI 0.2 `wasi:http/proxy` world) or \
-             `wasi:http/handler@0.3.x` (the WASI 0.3 `wasi:http/service` world)"
-        )
+        anyhow::bail!("it is not an HTTP handler: it exports {exports}; {SERVED}")
     }
 
     pub fn instance_pre(&self) -> &InstancePre<SandboxState> {

@@ -184,11 +184,16 @@ async fn deploys_are_validated_before_anything_changes() {
         "package test:bad;\ninterface secret-sauce { stir: func(); }\n\
          world w { import secret-sauce; export run: func(); }\n",
     );
+    let command = synthesized_component(
+        "package wasi:cli@0.2.6;\ninterface run { run: func() -> result; }\n\
+         world w { export run; }\n",
+    );
     let core_module = b"\0asm\x01\0\0\0".to_vec();
-    let cases: [(&str, Vec<u8>, &str); 4] = [
+    let cases: [(&str, Vec<u8>, &str); 5] = [
         ("garbage", b"this is not wasm".to_vec(), "not a WebAssembly"),
         ("core", core_module, "not a component"),
         ("no-handler", no_handler, "wasi:http/incoming-handler"),
+        ("command", command, "it is a WASI command"),
         ("unknown-import", unknown_import, "test:bad/secret-sauce"),
     ];
     for (name, bytes, reason) in cases {

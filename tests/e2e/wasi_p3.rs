@@ -7,10 +7,12 @@ use hostel_tests::*;
 use http_body_util::{BodyExt, Full};
 use std::time::Duration;
 
-/// The standard config, with the WASI 0.3 guest at `/` of a tenant of its own (`p3.test`).
+/// The standard config, with the WASI 0.3 guest at `/` of a tenant of its own (`p3.test`)
+/// and at `/p3` of the main tenant (which any host name reaches: HTTP/2 requests below).
 fn config_with_p3(extra_grants: &str) -> String {
     format!(
-        "{standard}\n[tenants.p3]\nhosts = [\"p3.test\"]\n\
+        "{standard}\n[tenants.main.apps.p3]\nroute = \"/p3\"\ncomponent = {service}\n\
+         [tenants.p3]\nhosts = [\"p3.test\"]\n\
          limits = {{ timeout = \"2s\", memory = \"32MiB\", request_body = \"1MiB\" }}\n\
          grants = {{ {extra_grants} }}\n\
          apps.service = {{ route = \"/\", component = {service} }}\n",
@@ -115,7 +117,9 @@ async fn wasi_0_3_bodies_stream_both_ways_and_end_with_trailers() {
     assert_eq!(reply.text(), expected);
 
     // Trailers reach the client (over HTTP/2, where no `TE: trailers` is needed).
-    let request = p3_request(&host, "GET", "/trailers", Bytes::new());
+    let request = http::Request::get(host.url("/p3/trailers"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let response = http2_client().request(request).await.unwrap();
     assert_eq!(response.status(), 200);
     let collected = response.into_body().collect().await.unwrap();

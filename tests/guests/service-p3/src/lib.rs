@@ -15,6 +15,11 @@ impl wasip3::exports::http::handler::Guest for Service {
     async fn handle(request: Request) -> Result<Response, ErrorCode> {
         let path = request.get_path_with_query().unwrap_or_default();
         let (route, query) = path.split_once('?').unwrap_or((&path, ""));
+        // Mounted at `/` or at `/p3`: the routes below are the same under either.
+        let route = match route.strip_prefix("/p3") {
+            Some(rest) if rest.starts_with('/') => rest,
+            _ => route,
+        };
         match route {
             "/" => Ok(text(200, "hello from a WASI 0.3 guest\n")),
             "/echo" => Ok(echo(request)),
