@@ -483,3 +483,27 @@ fn token_prints_a_token_and_its_hash() {
     assert_eq!(token.len(), 64);
     assert_eq!(field("sha256: "), token_sha256(&token));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasi_0_3_service_is_deployed_and_swapped_like_any_app() {
+    let host = HostProcess::start(&config()).unwrap();
+    let client = http1_client();
+    let service = wasm(guest("guest-service-p3"));
+    let (status, body) = deploy(&host, ACME, "acme", "svc", "/p3", &service).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["world"], "wasi:http/service (WASI 0.3)", "{body}");
+    let reply = call(&client, &host, "acme.test", "/p3/").await;
+    assert_eq!(reply.text(), "hello from a WASI 0.3 guest\n");
+
+    // Swapped for a WASI 0.2 handler under the same name and route, and back.
+    let (status, body) = deploy(&host, ACME, "acme", "svc", "/p3", &wasm(guest("hello"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["world"], "wasi:http/proxy (WASI 0.2)", "{body}");
+    let reply = call(&client, &host, "acme.test", "/p3/").await;
+    assert_ne!(reply.text(), "hello from a WASI 0.3 guest\n");
+    assert_eq!(reply.status, 200);
+    let (status, _) = deploy(&host, ACME, "acme", "svc", "/p3", &service).await;
+    assert_eq!(status, 200);
+    let reply = call(&client, &host, "acme.test", "/p3/").await;
+    assert_eq!(reply.text(), "hello from a WASI 0.3 guest\n");
+}
