@@ -66,17 +66,12 @@ async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
 #[test]
 fn measure_reports_the_sandbox_cost_of_an_app() {
     let dir = folder_serving_hello();
-    let output = std::process::Command::new(hostel_bin())
-        .args(["measure", "--config", "hostel.toml", "--requests", "50"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (status, stdout, stderr) = hostel_output(
+        &["measure", "--config", "hostel.toml", "--requests", "50"],
+        dir.path(),
+    )
+    .unwrap();
+    assert!(status.success(), "{stderr}");
     assert!(
         stdout.contains("sandbox per request over 50 requests"),
         "{stdout}"

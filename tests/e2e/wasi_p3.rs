@@ -70,17 +70,9 @@ async fn a_wasi_0_3_service_is_served_beside_wasi_0_2_handlers() {
 async fn hostel_check_says_which_wasi_each_app_is() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hostel.toml"), config_with_p3("")).unwrap();
-    let output = std::process::Command::new(hostel_bin())
-        .args(["check", "--config", "hostel.toml"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (status, stdout, stderr) =
+        hostel_output(&["check", "--config", "hostel.toml"], dir.path()).unwrap();
+    assert!(status.success(), "{stdout}{stderr}");
     assert!(
         stdout.contains("p3/service  /  wasi:http/service (WASI 0.3)"),
         "{stdout}"
@@ -146,11 +138,33 @@ async fn wasi_0_3_guests_get_the_limits_wasi_0_2_guests_get() {
 
     let too_large = send(
         &http1_client(),
-        p3_request(&host, "POST", "/echo", Bytes::from(vec![0u8; 2 << 20])),
+        p3_request(
+            &host,
+            "POST",
+            "/echo",
+            Bytes::from(vec![0u8; (1 << 20) + 1]),
+        ),
     )
     .await
     .unwrap();
     assert_eq!(too_large.status, 413, "{}", too_large.text());
+
+    // A guest that answers and then keeps the CPU in a task of its own is stopped at its
+    // deadline all the same, and its sandbox freed. (What the client sees of the body's end
+    // is not asserted: today it ends as if complete — see docs/guest-languages.md.)
+    let response = http1_client()
+        .request(p3_request(&host, "GET", "/answer-then-spin", Bytes::new()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    if let Ok(body) = response.into_body().collect().await {
+        assert_eq!(body.to_bytes(), "partial\n");
+    }
+    assert!(
+        host.wait_for_log("the guest failed while streaming its response: Timeout"),
+        "{}",
+        host.log()
+    );
 
     // The host goes on serving, WASI 0.3 and 0.2 alike.
     assert_eq!(p3_get(&host, "/").await.status, 200);

@@ -366,6 +366,18 @@ pub fn run_hostel(args: &[&str], dir: &Path) -> Result<(ExitStatus, String)> {
     Ok((child.wait()?, stderr))
 }
 
+/// Runs `hostel` with arguments to completion, returning status, stdout and stderr.
+pub fn hostel_output(args: &[&str], dir: &Path) -> Result<(ExitStatus, String, String)> {
+    let output = Command::new(hostel_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", dir.join("xdg-cache"))
+        .stdin(Stdio::null())
+        .output()?;
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    Ok((output.status, text(output.stdout), text(output.stderr)))
+}
+
 /// A response read whole.
 #[derive(Debug)]
 pub struct Reply {

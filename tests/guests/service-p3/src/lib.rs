@@ -2,7 +2,8 @@
 //! `x-echo` header; `/stream` writes its body after answering; `/trailers` ends with
 //! trailers; `/log?TEXT` writes TEXT to the WASI 0.3 stdout; `/spin` never returns; `/grow`
 //! allocates until stopped; `/panic` traps; `/fetch?URL` calls URL through
-//! `wasi:http/client` and answers with its status.
+//! `wasi:http/client` and answers with its status; `/answer-then-spin` sends its headers and a
+//! first line, then keeps the CPU in a task that never ends.
 
 use wasip3::http::types::{ErrorCode, Fields, Method, Request, Response};
 use wasip3::{wit_bindgen, wit_future, wit_stream};
@@ -39,6 +40,7 @@ impl wasip3::exports::http::handler::Guest for Service {
                 }
             }
             "/panic" => panic!("the guest panicked on purpose"),
+            "/answer-then-spin" => Ok(answer_then_spin()),
             "/fetch" => fetch(query).await,
             "/log" => {
                 let (mut tx, rx) = wit_stream::new();
@@ -116,6 +118,22 @@ fn streamed() -> Response {
                 .write_all(format!("line {line}\n").into_bytes())
                 .await;
             wit_bindgen::yield_async().await;
+        }
+    });
+    response
+}
+
+/// Answers at once; the body's writer sends one line and then never yields again.
+fn answer_then_spin() -> Response {
+    let (mut contents_tx, contents_rx) = wit_stream::new();
+    let (trailers_tx, trailers_rx) = wit_future::new(|| Ok(None));
+    let (response, _sent) = Response::new(Fields::new(), Some(contents_rx), trailers_rx);
+    drop(trailers_tx);
+    wit_bindgen::spawn_local(async move {
+        contents_tx.write_all(b"partial\n".to_vec()).await;
+        let mut n: u64 = 0;
+        loop {
+            n = std::hint::black_box(n.wrapping_add(1));
         }
     });
     response
