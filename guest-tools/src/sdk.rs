@@ -130,7 +130,7 @@ version = "0.1.0"
 license = "Apache-2.0"
 
 [dependencies]
-wit-bindgen = "0.61"
+wit-bindgen = "0.63"
 "#;
 
 /// The files `hostel new` writes with the SDK folder's path in them.

@@ -3,6 +3,7 @@
 //! WASI 0.2 or `wasi:http/handler` of WASI 0.3 — and everything the guest held dropped with the
 //! store — after a normal return, a trap or a timeout alike.
 
+use crate::capabilities::shape::CallBudget;
 use crate::capabilities::shape::{HasView, RequestInfo};
 use crate::capabilities::{Parts, RequestCapabilities, StoreData, outbound_http, wasi};
 use crate::fair_share::GuestShare;
@@ -33,6 +34,7 @@ pub struct SandboxState {
     tenant: Arc<Tenant>,
     capabilities: RequestCapabilities,
     table: ResourceTable,
+    calls: CallBudget,
     memory: MemoryLimit,
     deadline: Instant,
     timed_out: bool,
@@ -46,6 +48,7 @@ impl StoreData for SandboxState {
             tenant: &self.tenant.capabilities,
             request: &mut self.capabilities,
             table: &mut self.table,
+            calls: &self.calls,
         }
     }
 }
@@ -219,6 +222,7 @@ where
         tenant: tenant.clone(),
         capabilities,
         table: ResourceTable::new(),
+        calls: CallBudget::new(usize::try_from(tenant.limits.memory).unwrap_or(usize::MAX)),
         memory: MemoryLimit {
             bytes: usize::try_from(tenant.limits.memory).unwrap_or(usize::MAX),
             exceeded: false,

@@ -185,20 +185,8 @@ async fn leases_come_back_after_a_trap_a_timeout_and_an_exhausted_pool() {
         "back after the timeout"
     );
     // The connection blocked in BLPOP was closed, not handed to the next request.
-    let mut blocked = true;
-    for _ in 0..50 {
-        blocked = redis
-            .clients()
-            .unwrap()
-            .iter()
-            .any(|c| c.contains("cmd=blpop"));
-        if !blocked {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert!(
-        !blocked,
+        redis.no_client_blocks().await,
         "a connection still blocks: {:#?}",
         redis.clients()
     );

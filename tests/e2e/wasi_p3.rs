@@ -201,3 +201,146 @@ async fn wasi_0_3_outbound_calls_go_through_the_tenants_allow_list() {
         "a call the grant does not name never connects"
     );
 }
+
+/// The WASI 0.3 pools probe at `/probe` on Redis pool `cache` and PostgreSQL pool `db`, with a
+/// 2 s deadline.
+fn pools_config(redis: &RedisServer, pg: &PostgresServer, redis_settings: &str) -> String {
+    format!(
+        "[server]\ncode_cache = {cache}\n\
+         [defaults.limits]\ntimeout = \"2s\"\n\
+         [pools.cache]\nkind = \"redis\"\nurl = \"{redis}\"\n{redis_settings}\n\
+         [pools.db]\nkind = \"postgres\"\nurl = \"{pg}\"\nmax_connections = 4\n\
+         [grants]\npools = [\"cache\", \"db\"]\n\
+         [apps.probe]\nroute = \"/probe\"\ncomponent = {probe}\n\
+         [apps.hello]\nroute = \"/hello\"\ncomponent = {hello}\n",
+        cache = toml_path(&shared_code_cache()),
+        redis = redis.url(),
+        pg = pg.url(),
+        probe = toml_path(&guest("guest-pools-p3")),
+        hello = toml_path(&guest("hello-p3")),
+    )
+}
+
+async fn ok_text(client: &HttpClient, url: &str) -> String {
+    let reply = get(client, url).await.unwrap();
+    assert_eq!(reply.status, 200, "{url}: {}", reply.text());
+    reply.text()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasi_0_3_guest_awaits_redis_and_sql_calls_at_once() {
+    let redis = RedisServer::start().unwrap();
+    let pg = PostgresServer::start().unwrap();
+    let host = HostProcess::start(&pools_config(&redis, &pg, "")).unwrap();
+    let client = http1_client();
+    // The BLPOP gets the value only if the SQL query and the RPUSH ran while it waited.
+    assert_eq!(
+        ok_text(&client, &host.url("/probe/fanout?fan:1")).await,
+        "popped fan:1 42\n"
+    );
+    assert_eq!(
+        ok_text(&client, &host.url("/probe/typed")).await,
+        "incr Ok(5)\nget Ok(Some(\"1\"))\nmissing Ok(None)\nrpush Ok(2)\n"
+    );
+    assert_eq!(
+        ok_text(&client, &host.url("/probe/pg")).await,
+        "inserted 2\nbodies a,b\nsum 42\n"
+    );
+    // Namespaced per tenant, as for WASI 0.2 guests.
+    for key in redis.cli(&["KEYS", "*"]).unwrap().lines() {
+        assert!(key.starts_with("tenant:default:"), "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasi_0_3_transaction_runs_one_call_at_a_time_and_says_so() {
+    let redis = RedisServer::start().unwrap();
+    let pg = PostgresServer::start().unwrap();
+    let host = HostProcess::start(&pools_config(&redis, &pg, "")).unwrap();
+    let client = http1_client();
+    assert_eq!(
+        ok_text(&client, &host.url("/probe/redis-busy")).await,
+        "busy ok\nafter Ok(\"OK\")\n"
+    );
+    assert_eq!(
+        ok_text(&client, &host.url("/probe/pg-busy")).await,
+        "busy ok\nafter Ok(2)\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wasi_0_3_leases_come_back_after_a_trap_and_a_timeout() {
+    let redis = RedisServer::start().unwrap();
+    let pg = PostgresServer::start().unwrap();
+    let settings = "max_connections = 2\nacquire_timeout = \"300ms\"";
+    let host = HostProcess::start(&pools_config(&redis, &pg, settings)).unwrap();
+    let client = http1_client();
+    let both = host.url("/probe/hold?n=2");
+    assert_eq!(ok_text(&client, &both).await, "held 2\n");
+
+    let trapped = get(&client, &host.url("/probe/hold?n=2&then=trap"))
+        .await
+        .unwrap();
+    assert_eq!(trapped.status, 500, "{}", trapped.text());
+    assert_eq!(
+        ok_text(&client, &both).await,
+        "held 2\n",
+        "back after the trap"
+    );
+
+    let timed_out = get(&client, &host.url("/probe/hold?n=1&then=block"))
+        .await
+        .unwrap();
+    assert_eq!(timed_out.status, 504, "{}", timed_out.text());
+    assert_eq!(
+        ok_text(&client, &both).await,
+        "held 2\n",
+        "back after the timeout"
+    );
+    // The connection blocked in BLPOP was closed, not handed to the next request.
+    assert!(
+        redis.no_client_blocks().await,
+        "a connection still blocks: {:#?}",
+        redis.clients()
+    );
+
+    let exhausted = ok_text(&client, &host.url("/probe/hold?n=3")).await;
+    assert!(exhausted.starts_with("unavailable: "), "{exhausted}");
+    assert_eq!(
+        ok_text(&client, &both).await,
+        "held 2\n",
+        "back after exhaustion"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasi_0_3_guest_cannot_make_the_host_hold_more_than_its_memory_limit_in_calls() {
+    let redis = RedisServer::start().unwrap();
+    let pg = PostgresServer::start().unwrap();
+    let mut config = pools_config(&redis, &pg, "");
+    config = config.replace("timeout = \"2s\"", "timeout = \"2s\"\nmemory = \"32MiB\"");
+    let host = HostProcess::start(&config).unwrap();
+    let client = http1_client();
+    // Within the limit: every call runs.
+    assert_eq!(
+        ok_text(&client, &host.url("/probe/flood?n=8&size=1048576")).await,
+        "ok 8 refused 0\n"
+    );
+    // 64 MiB of arguments started at once from a guest that frees each value once the host
+    // has it: the calls past 32 MiB are refused as values, the others run.
+    let flood = ok_text(&client, &host.url("/probe/flood?n=64&size=1048576")).await;
+    let (ok, refused) = flood
+        .trim()
+        .strip_prefix("ok ")
+        .and_then(|rest| rest.split_once(" refused "))
+        .map(|(ok, refused)| (ok.parse::<u32>().unwrap(), refused.parse::<u32>().unwrap()))
+        .unwrap_or_else(|| panic!("{flood}"));
+    assert_eq!(ok + refused, 64, "{flood}");
+    assert!((1..32).contains(&ok), "{flood}");
+    assert!(refused > 32, "{flood}");
+    // The budget is the request's: the next request starts with all of it.
+    assert_eq!(
+        ok_text(&client, &host.url("/probe/flood?n=8&size=1048576")).await,
+        "ok 8 refused 0\n"
+    );
+}

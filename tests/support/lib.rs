@@ -106,12 +106,15 @@ pub fn guest(crate_name: &str) -> PathBuf {
     path
 }
 
-/// A guest of `language` (`rust`, `python`, …) from `components/` or the test guests, e.g.
+/// A guest of `language` (`rust`, `rust-p3`, `python`, …) from `components/` or the test guests, e.g.
 /// `example("python", "counter")`. Panics, naming the file, when that language's build has not
 /// produced it: a missing example fails the test that wanted it.
 pub fn example(language: &str, name: &str) -> PathBuf {
-    if language == "rust" {
-        return guest(name);
+    match language {
+        "rust" => return guest(name),
+        // The Rust examples as WASI 0.3 services: `components/NAME-p3`.
+        "rust-p3" => return guest(&format!("{name}-p3")),
+        _ => {}
     }
     // An example, else a test guest; `hostel build` leaves it in its folder's build/.
     let mut folder = repo_root().join(format!("components/{language}/{name}"));
@@ -701,6 +704,23 @@ impl Drop for RedisServer {
 }
 
 impl RedisServer {
+    /// Waits up to 2.5 s for no client of the server to be blocked in `BLPOP`: whether a
+    /// connection cut off mid-command was closed rather than kept.
+    pub async fn no_client_blocks(&self) -> bool {
+        for _ in 0..50 {
+            let blocked = self
+                .clients()
+                .unwrap()
+                .iter()
+                .any(|c| c.contains("cmd=blpop"));
+            if !blocked {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
     /// Client connections open right now, not counting the `redis-cli` that asks.
     pub fn clients(&self) -> Result<Vec<String>> {
         Ok(self

@@ -39,6 +39,12 @@ pub mod bindings {
     });
 }
 
+/// `hostel:host` 0.1.0, whose types the two SDK editions share (`redis/command.rs`,
+/// `pg/values.rs` are compiled into both).
+pub(crate) mod bindings_0_1 {
+    pub use crate::bindings::hostel::host::*;
+}
+
 /// Exports `handler` (a `fn(Request) -> impl IntoResponse`) as the component's
 /// `wasi:http/incoming-handler`.
 #[macro_export]

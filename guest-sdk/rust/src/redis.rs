@@ -13,85 +13,13 @@
 use crate::bindings::hostel::host::redis as wit;
 use std::time::Duration;
 
-pub use wit::{Error, Value};
+mod command;
 
-/// One command's reply (flattened) or its error, as pipelines and transactions answer.
-pub type Reply = Result<Vec<Value>, Error>;
+pub use command::{Cmd, Error, Reply, ToArg, Value, cmd};
+use command::{args, keys, millis};
 
 /// A granted Redis pool.
 pub struct Redis(wit::Connection);
-
-/// A command for [`Redis::execute`], [`Pipeline`] and [`Transaction::exec`].
-#[derive(Debug, Clone)]
-pub struct Cmd(wit::Command);
-
-/// Starts a command: `cmd("ZADD").arg("board").arg(10).arg("alice")`.
-pub fn cmd(name: &str) -> Cmd {
-    Cmd(wit::Command {
-        name: name.to_string(),
-        args: Vec::new(),
-    })
-}
-
-/// What can be a command argument: strings, bytes and numbers.
-pub trait ToArg {
-    fn to_arg(&self) -> Vec<u8>;
-}
-
-impl ToArg for str {
-    fn to_arg(&self) -> Vec<u8> {
-        self.as_bytes().to_vec()
-    }
-}
-impl ToArg for [u8] {
-    fn to_arg(&self) -> Vec<u8> {
-        self.to_vec()
-    }
-}
-impl<T: ToArg + ?Sized> ToArg for &T {
-    fn to_arg(&self) -> Vec<u8> {
-        (**self).to_arg()
-    }
-}
-impl ToArg for String {
-    fn to_arg(&self) -> Vec<u8> {
-        self.as_bytes().to_vec()
-    }
-}
-impl ToArg for Vec<u8> {
-    fn to_arg(&self) -> Vec<u8> {
-        self.clone()
-    }
-}
-macro_rules! number_args {
-    ($($t:ty),*) => {$(
-        impl ToArg for $t {
-            fn to_arg(&self) -> Vec<u8> {
-                self.to_string().into_bytes()
-            }
-        }
-    )*};
-}
-number_args!(i32, i64, u32, u64, usize, f64);
-
-impl Cmd {
-    pub fn arg(mut self, arg: impl ToArg) -> Cmd {
-        self.0.args.push(arg.to_arg());
-        self
-    }
-}
-
-fn args<T: ToArg>(items: &[T]) -> Vec<Vec<u8>> {
-    items.iter().map(ToArg::to_arg).collect()
-}
-
-fn keys(keys: &[&str]) -> Vec<String> {
-    keys.iter().map(|k| k.to_string()).collect()
-}
-
-fn millis(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
-}
 
 impl Redis {
     /// Opens the pool called `name` in the host's configuration (`[pools.NAME]`).
@@ -242,27 +170,5 @@ impl Transaction {
     pub fn exec(&self, commands: &[Cmd]) -> Result<Option<Vec<Reply>>, Error> {
         let commands: Vec<wit::Command> = commands.iter().map(|c| c.0.clone()).collect();
         self.0.exec(&commands)
-    }
-}
-
-impl Value {
-    /// The value as an integer, when it is one (or decimal text).
-    pub fn as_int(&self) -> Option<i64> {
-        match self {
-            Value::Int(i) => Some(*i),
-            Value::Data(d) => std::str::from_utf8(d).ok()?.parse().ok(),
-            Value::Status(s) => s.parse().ok(),
-            _ => None,
-        }
-    }
-
-    /// The value as text, when it is text or bytes.
-    pub fn as_text(&self) -> Option<String> {
-        match self {
-            Value::Data(d) => Some(String::from_utf8_lossy(d).into_owned()),
-            Value::Status(s) => Some(s.clone()),
-            Value::Int(i) => Some(i.to_string()),
-            _ => None,
-        }
     }
 }

@@ -37,6 +37,7 @@ pub struct Parts<'a> {
     pub tenant: &'a TenantCapabilities,
     pub request: &'a mut RequestCapabilities,
     pub table: &'a mut ResourceTable,
+    pub calls: &'a shape::CallBudget,
 }
 
 /// Declares the capabilities, one `field: Type` each, in the order they are built and linked.
@@ -152,11 +153,12 @@ macro_rules! capabilities {
         $(
             impl<T: StoreData> HasView<$capability> for T {
                 fn view(&mut self) -> View<'_, $capability> {
-                    let Parts { tenant, request, table } = self.capabilities();
+                    let Parts { tenant, request, table, calls } = self.capabilities();
                     View {
                         tenant: &tenant.$field,
                         request: &mut request.$field,
                         table,
+                        calls,
                     }
                 }
             }

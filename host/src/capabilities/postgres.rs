@@ -9,6 +9,9 @@
 //! does not finish — dropped, trapped, timed out — is rolled back when the table drops with
 //! the sandbox; every connection goes back to its pool in the state of a new one
 //! ([`hygiene`]). Every failure reaches the guest as an `error` value, never as a trap.
+//!
+//! Both WIT editions — `@0.1.0` for WASI 0.2 guests, `@0.2.0` (`async func`s) for WASI 0.3 ones
+//! — run on the same methods of [`Connection`] and [`TransactionCall`] ([`resource_calls!`]).
 
 mod hygiene;
 mod pool;
@@ -20,7 +23,9 @@ pub use pool::PostgresPool;
 
 use super::grants::{Grants, Refusal};
 use super::servers::{self, PoolConfig, PoolKind, ServerPool, Servers, Tenancy};
-use super::shape::{Capability, ConfigFile, HasView, RequestInfo, TenantInfo, host_view};
+use super::shape::{
+    Capability, ConfigFile, HasView, RequestInfo, TenantInfo, host_view, resource_calls,
+};
 use crate::sections::Table;
 use anyhow::{Context, Result, bail};
 use pool::{Answer, Want};
@@ -29,19 +34,34 @@ use std::pin::Pin;
 use std::sync::Arc;
 use wasmtime::component::{Linker, Resource};
 
-mod bindings {
+mod v0_1 {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "hostel:host/postgres-imports",
+        world: "hostel:host/postgres-imports@0.1.0",
         imports: { default: async | trappable },
         with: {
-            "hostel:host/postgres.connection": super::Connection,
-            "hostel:host/postgres.transaction": super::Transaction,
+            "hostel:host/postgres@0.1.0.connection": super::Connection,
+            "hostel:host/postgres@0.1.0.transaction": super::Transaction,
         },
     });
 }
 
-use bindings::hostel::host::postgres::{self as wit, Error, Rows, Value};
+/// The WASI 0.3 edition: the same types, its statements `async func`s called concurrently.
+mod v0_2 {
+    wasmtime::component::bindgen!({
+        path: ["../wit", "../wit/service"],
+        world: "hostel:host/postgres-host@0.2.0",
+        imports: { default: trappable },
+        with: {
+            "hostel:host/postgres@0.1.0": super::v0_1::hostel::host::postgres,
+            "hostel:host/postgres@0.2.0.connection": super::Connection,
+            "hostel:host/postgres@0.2.0.transaction": super::Transaction,
+        },
+    });
+}
+
+use v0_1::hostel::host::postgres::{self as wit, Error, Rows, Value};
+use v0_2::hostel::host0_2_0::postgres as wit_async;
 
 /// A configured PostgreSQL pool: one login for the one tenant granted it, or a login, a
 /// database and a pool of connections per tenant granted it.
@@ -129,26 +149,70 @@ impl ServerPool for PostgresPools {
     }
 }
 
-/// A guest's handle on a granted pool; each statement leases a connection for itself.
+/// A guest's handle on a granted pool; each statement leases a connection for itself. Cloned
+/// out of the resource table for each call.
+#[derive(Clone)]
 pub struct Connection {
     pool: Arc<PostgresPool>,
+    /// The tenant's memory limit: a result larger is refused.
+    memory_limit: u64,
 }
 
 /// A guest's open transaction: the connection it leased, until commit or rollback.
 pub struct Transaction {
     pool: Arc<PostgresPool>,
-    /// `None` once committed or rolled back.
-    lease: Option<pool::Lease>,
+    memory_limit: u64,
+    lease: Held,
+}
+
+enum Held {
+    Open(Box<pool::Lease>),
+    /// Taken out by a call in progress ([`TransactionCall`]).
+    InCall,
+    /// Committed or rolled back.
+    Finished,
+}
+
+/// One call on a transaction, owning its lease until [`Transaction::give_back`]. A call cut
+/// off (the request ended mid-statement) drops the lease in flight, which cancels the
+/// statement and closes the connection, ending the transaction on the server.
+pub struct TransactionCall {
+    pool: Arc<PostgresPool>,
+    memory_limit: u64,
+    lease: Result<pool::Lease, Error>,
+    finished: bool,
 }
 
 impl Transaction {
-    fn lease(&mut self) -> Result<&mut pool::Lease, Error> {
-        self.lease.as_mut().ok_or(Error::Finished)
+    fn take_for_call(&mut self) -> TransactionCall {
+        let lease = match std::mem::replace(&mut self.lease, Held::InCall) {
+            Held::Open(lease) => Ok(*lease),
+            Held::InCall => Err(Error::Unavailable(
+                "the transaction is busy with another statement: a transaction runs one at a \
+                 time"
+                    .into(),
+            )),
+            Held::Finished => {
+                self.lease = Held::Finished;
+                Err(Error::Finished)
+            }
+        };
+        TransactionCall {
+            pool: self.pool.clone(),
+            memory_limit: self.memory_limit,
+            lease,
+            finished: false,
+        }
     }
 
-    async fn finish(&mut self, sql: &'static str) -> Result<(), Error> {
-        let lease = self.lease.take().ok_or(Error::Finished)?;
-        self.pool.report(lease.finish(sql).await)
+    /// Puts the lease back, or marks the transaction finished; a call that found it busy has
+    /// nothing to return.
+    fn give_back(&mut self, call: TransactionCall) {
+        match call.lease {
+            Ok(lease) => self.lease = Held::Open(Box::new(lease)),
+            Err(_) if call.finished => self.lease = Held::Finished,
+            Err(_) => {}
+        }
     }
 }
 
@@ -255,6 +319,7 @@ impl Capability for Postgres {
 
     fn add_to_linker<T: HasView<Self>>(linker: &mut Linker<T>) -> Result<()> {
         wit::add_to_linker::<_, ViewData>(linker, view::<T>)?;
+        wit_async::add_to_linker::<_, ViewData>(linker, view::<T>)?;
         Ok(())
     }
 }
@@ -288,124 +353,185 @@ fn affected(answer: Answer) -> u64 {
     }
 }
 
-impl wit::Host for PostgresView<'_> {}
-
-impl wit::HostConnection for PostgresView<'_> {
-    async fn open(&mut self, name: String) -> Outcome<Resource<Connection>> {
-        let pool = match self.tenant.pools.open(&name) {
-            Ok(pool) => pool.clone(),
-            Err(refusal) => return Ok(Err(refusal.into())),
-        };
-        Ok(Ok(self.table.push(Connection { pool })?))
-    }
-
-    async fn query(
-        &mut self,
-        conn: Resource<Connection>,
-        sql: String,
-        params: Vec<Value>,
-    ) -> Outcome<Rows> {
-        let limit = self.tenant.memory_limit;
-        let pool = self.table.get(&conn)?.pool.clone();
+/// What every `connection` call does, whichever WIT edition the guest called it through.
+impl Connection {
+    async fn query(&self, sql: String, params: Vec<Value>) -> Result<Rows, Error> {
         let outcome = async {
-            pool.lease()
-                .await?
-                .alone(&sql, params, Want::Rows, limit)
+            let lease = self.pool.lease().await?;
+            lease
+                .alone(&sql, params, Want::Rows, self.memory_limit)
                 .await
         }
         .await;
-        Ok(pool.report(outcome).map(rows))
+        self.pool.report(outcome).map(rows)
     }
 
-    async fn execute(
-        &mut self,
-        conn: Resource<Connection>,
-        sql: String,
-        params: Vec<Value>,
-    ) -> Outcome<u64> {
-        let limit = self.tenant.memory_limit;
-        let pool = self.table.get(&conn)?.pool.clone();
+    async fn execute(&self, sql: String, params: Vec<Value>) -> Result<u64, Error> {
         let outcome = async {
-            pool.lease()
-                .await?
-                .alone(&sql, params, Want::Affected, limit)
+            let lease = self.pool.lease().await?;
+            lease
+                .alone(&sql, params, Want::Affected, self.memory_limit)
                 .await
         }
         .await;
-        Ok(pool.report(outcome).map(affected))
+        self.pool.report(outcome).map(affected)
     }
 
-    async fn begin(&mut self, conn: Resource<Connection>) -> Outcome<Resource<Transaction>> {
-        let pool = self.table.get(&conn)?.pool.clone();
+    async fn begin(&self) -> Result<Transaction, Error> {
         let outcome = async {
-            let mut lease = pool.lease().await?;
+            let mut lease = self.pool.lease().await?;
             lease.begin().await?;
             Ok(lease)
         }
         .await;
-        let lease = match pool.report(outcome) {
-            Ok(lease) => lease,
-            Err(e) => return Ok(Err(e)),
-        };
-        let tx = Transaction {
-            pool,
-            lease: Some(lease),
-        };
-        Ok(Ok(self.table.push(tx)?))
+        Ok(Transaction {
+            pool: self.pool.clone(),
+            memory_limit: self.memory_limit,
+            lease: Held::Open(Box::new(self.pool.report(outcome)?)),
+        })
+    }
+}
+
+/// What every `transaction` call does, whichever WIT edition the guest called it through.
+impl TransactionCall {
+    async fn query(&mut self, sql: String, params: Vec<Value>) -> Result<Rows, Error> {
+        let lease = self.lease.as_mut().map_err(|e| e.clone())?;
+        let outcome = lease
+            .in_transaction(&sql, params, Want::Rows, self.memory_limit)
+            .await;
+        self.pool.report(outcome).map(rows)
     }
 
-    async fn drop(&mut self, conn: Resource<Connection>) -> wasmtime::Result<()> {
-        self.table.delete(conn)?;
+    async fn execute(&mut self, sql: String, params: Vec<Value>) -> Result<u64, Error> {
+        let lease = self.lease.as_mut().map_err(|e| e.clone())?;
+        let outcome = lease
+            .in_transaction(&sql, params, Want::Affected, self.memory_limit)
+            .await;
+        self.pool.report(outcome).map(affected)
+    }
+
+    async fn commit(&mut self) -> Result<(), Error> {
+        self.finish("COMMIT").await
+    }
+
+    async fn rollback(&mut self) -> Result<(), Error> {
+        self.finish("ROLLBACK").await
+    }
+
+    async fn finish(&mut self, sql: &'static str) -> Result<(), Error> {
+        let lease = std::mem::replace(&mut self.lease, Err(Error::Finished))?;
+        self.finished = true;
+        self.pool.report(lease.finish(sql).await)
+    }
+}
+
+impl super::shape::Footprint for Value {
+    const OWNS_HEAP: bool = true;
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Value::Text(text) | Value::Json(text) => text.len(),
+            Value::Bytes(bytes) => bytes.len(),
+            _ => 0,
+        }
+    }
+}
+
+impl PostgresView<'_> {
+    fn open(&mut self, name: String) -> Outcome<Resource<Connection>> {
+        let pool = match self.tenant.pools.open(&name) {
+            Ok(pool) => pool.clone(),
+            Err(refusal) => return Ok(Err(refusal.into())),
+        };
+        let connection = Connection {
+            pool,
+            memory_limit: self.tenant.memory_limit,
+        };
+        Ok(Ok(self.table.push(connection)?))
+    }
+
+    fn connection(&mut self, conn: &Resource<Connection>) -> wasmtime::Result<Connection> {
+        Ok(self.table.get(conn)?.clone())
+    }
+
+    /// Connections hold nothing a call took.
+    fn connection_done(&mut self, _: &Resource<Connection>, _: Connection) -> wasmtime::Result<()> {
+        Ok(())
+    }
+
+    fn push_transaction(
+        &mut self,
+        tx: Result<Transaction, Error>,
+    ) -> Outcome<Resource<Transaction>> {
+        Ok(match tx {
+            Ok(tx) => Ok(self.table.push(tx)?),
+            Err(e) => Err(e),
+        })
+    }
+
+    fn transaction_call(
+        &mut self,
+        tx: &Resource<Transaction>,
+    ) -> wasmtime::Result<TransactionCall> {
+        Ok(self.table.get_mut(tx)?.take_for_call())
+    }
+
+    fn give_back(
+        &mut self,
+        tx: &Resource<Transaction>,
+        call: TransactionCall,
+    ) -> wasmtime::Result<()> {
+        self.table.get_mut(tx)?.give_back(call);
         Ok(())
     }
 }
 
-impl wit::HostTransaction for PostgresView<'_> {
-    async fn query(
-        &mut self,
-        tx: Resource<Transaction>,
-        sql: String,
-        params: Vec<Value>,
-    ) -> Outcome<Rows> {
-        let limit = self.tenant.memory_limit;
-        let tx = self.table.get_mut(&tx)?;
-        let outcome = async {
-            tx.lease()?
-                .in_transaction(&sql, params, Want::Rows, limit)
-                .await
+impl wit::Host for PostgresView<'_> {}
+impl wit_async::Host for PostgresView<'_> {}
+
+resource_calls! {
+    Resource<Connection> => connection, connection_done;
+    errors Error;
+    v0_1 PostgresView: wit::HostConnection {
+        async fn open(&mut self, name: String) -> Outcome<Resource<Connection>> {
+            PostgresView::open(self, name)
         }
-        .await;
-        Ok(tx.pool.report(outcome).map(rows))
-    }
 
-    async fn execute(
-        &mut self,
-        tx: Resource<Transaction>,
-        sql: String,
-        params: Vec<Value>,
-    ) -> Outcome<u64> {
-        let limit = self.tenant.memory_limit;
-        let tx = self.table.get_mut(&tx)?;
-        let outcome = async {
-            tx.lease()?
-                .in_transaction(&sql, params, Want::Affected, limit)
-                .await
+        async fn begin(&mut self, conn: Resource<Connection>) -> Outcome<Resource<Transaction>> {
+            let tx = self.connection(&conn)?.begin().await;
+            self.push_transaction(tx)
         }
-        .await;
-        Ok(tx.pool.report(outcome).map(affected))
     }
-
-    async fn commit(&mut self, tx: Resource<Transaction>) -> Outcome<()> {
-        Ok(self.table.get_mut(&tx)?.finish("COMMIT").await)
+    v0_2 PostgresView: wit_async::HostConnection {
+        fn open(&mut self, name: String) -> Outcome<Resource<Connection>> {
+            PostgresView::open(self, name)
+        }
     }
-
-    async fn rollback(&mut self, tx: Resource<Transaction>) -> Outcome<()> {
-        Ok(self.table.get_mut(&tx)?.finish("ROLLBACK").await)
+    with store ViewData: wit_async::HostConnectionWithStore {
+        async fn begin(
+            store: &wasmtime::component::Accessor<T, Self>,
+            conn: Resource<Connection>,
+        ) -> Outcome<Resource<Transaction>> {
+            let connection = store.with(|mut access| access.get().connection(&conn))?;
+            let tx = connection.begin().await;
+            store.with(|mut access| access.get().push_transaction(tx))
+        }
     }
+    calls {
+        query(sql: String, params: Vec<Value>) -> Rows;
+        execute(sql: String, params: Vec<Value>) -> u64;
+    }
+}
 
-    /// Dropping an open transaction rolls it back (in the lease's drop).
-    async fn drop(&mut self, tx: Resource<Transaction>) -> wasmtime::Result<()> {
-        self.table.delete(tx)?;
-        Ok(())
+resource_calls! {
+    Resource<Transaction> => transaction_call, give_back;
+    errors Error;
+    v0_1 PostgresView: wit::HostTransaction {}
+    v0_2 PostgresView: wit_async::HostTransaction {}
+    with store ViewData: wit_async::HostTransactionWithStore {}
+    calls {
+        query(sql: String, params: Vec<Value>) -> Rows;
+        execute(sql: String, params: Vec<Value>) -> u64;
+        commit() -> ();
+        rollback() -> ();
     }
 }

@@ -9,6 +9,11 @@
 //! middle of something (WATCH pending, a command in flight) is closed rather than reused.
 //! Every key is namespaced per tenant ([`namespace`]); every failure reaches the guest as an
 //! `error` value, never a trap.
+//!
+//! Two WIT versions, one implementation: `hostel:host/redis@0.1.0` (WASI 0.2 guests, each call
+//! borrows the store until it returns) and `@0.2.0` (WASI 0.3 guests, `async func`s a guest may
+//! await several of at once). Both hand each call to the same methods of [`RedisHandle`] and
+//! [`LeaseCall`], which own what they need and borrow nothing from the store while they wait.
 
 #[macro_use]
 mod commands;
@@ -21,7 +26,9 @@ pub use pool::RedisPool;
 
 use super::grants::{Grants, Refusal};
 use super::servers::{self, PoolConfig, PoolKind, Servers};
-use super::shape::{Capability, ConfigFile, HasView, RequestInfo, TenantInfo, host_view};
+use super::shape::{
+    Capability, ConfigFile, HasView, RequestInfo, TenantInfo, host_view, resource_calls,
+};
 use crate::sections::Table;
 use anyhow::Result;
 use commands::Args;
@@ -33,43 +40,81 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use wasmtime::component::{Linker, Resource};
 
-mod bindings {
+mod v0_1 {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "hostel:host/redis-host",
+        world: "hostel:host/redis-host@0.1.0",
         imports: { default: async | trappable },
         with: {
-            "hostel:host/redis.connection": super::RedisHandle,
-            "hostel:host/redis.transaction": super::RedisLease,
+            "hostel:host/redis@0.1.0.connection": super::RedisHandle,
+            "hostel:host/redis@0.1.0.transaction": super::RedisLease,
         },
     });
 }
 
-use bindings::hostel::host::redis::{self as wit, Command, Error, Value};
+/// The WASI 0.3 edition: its `async func`s are called concurrently, with an `Accessor` to the
+/// store instead of the store itself; its types are 0.1.0's.
+mod v0_2 {
+    wasmtime::component::bindgen!({
+        path: ["../wit", "../wit/service"],
+        world: "hostel:host/redis-host@0.2.0",
+        imports: { default: trappable },
+        with: {
+            "hostel:host/redis@0.1.0": super::v0_1::hostel::host::redis,
+            "hostel:host/redis@0.2.0.connection": super::RedisHandle,
+            "hostel:host/redis@0.2.0.transaction": super::RedisLease,
+        },
+    });
+}
 
-/// A guest's handle on a pool: the pool and the tenant's namespace in it.
+use v0_1::hostel::host::redis::{self as wit, Command, Error, Value};
+use v0_2::hostel::host0_2_0::redis as wit_async;
+
+/// A guest's handle on a pool: the pool and the tenant's namespace in it. Each call clones it
+/// out of the resource table, so the call borrows nothing from the store while it waits.
+#[derive(Clone)]
 pub struct RedisHandle {
     pool: Arc<RedisPool>,
     namespace: Arc<str>,
 }
 
 /// A connection leased to one guest. Whatever it left behind (WATCH, ...) is cleared by the
-/// pool's `RESET` before the next borrower gets it; a command still in flight could answer the
-/// next borrower, so such a connection is closed instead.
+/// pool's `RESET` before the next borrower gets it. A call takes the connection out for its
+/// duration ([`LeaseCall`]): `None` while a call has it, or once it was closed.
 pub struct RedisLease {
     connection: Option<Leased>,
     namespace: Arc<str>,
-    in_flight: bool,
 }
 
-impl Drop for RedisLease {
+/// One call on a leased connection, owning the connection until [`RedisLease::give_back`].
+/// A call cut off (the request ended mid-command) drops it unreturned: a command still in
+/// flight could answer the next borrower, so the connection is closed instead, which also ends
+/// a blocked command or an unfinished MULTI on the server.
+pub struct LeaseCall {
+    connection: Option<Leased>,
+    namespace: Arc<str>,
+}
+
+impl Drop for LeaseCall {
     fn drop(&mut self) {
-        if let Some(connection) = self.connection.take()
-            && self.in_flight
-        {
-            // Closing the connection ends a blocked command or an unfinished MULTI on the
-            // server; the pool opens a fresh one when it needs it.
+        if let Some(connection) = self.connection.take() {
             drop(Leased::take(connection));
+        }
+    }
+}
+
+impl RedisLease {
+    fn take_for_call(&mut self) -> LeaseCall {
+        LeaseCall {
+            connection: self.connection.take(),
+            namespace: self.namespace.clone(),
+        }
+    }
+
+    /// Puts the connection back; a call that found it busy has none to return.
+    fn give_back(&mut self, mut call: LeaseCall) {
+        if let Some(connection) = call.connection.take() {
+            self.connection = Some(connection);
         }
     }
 }
@@ -133,6 +178,7 @@ impl Capability for Redis {
 
     fn add_to_linker<T: HasView<Self>>(linker: &mut Linker<T>) -> Result<()> {
         wit::add_to_linker::<_, ViewData>(linker, view::<T>)?;
+        wit_async::add_to_linker::<_, ViewData>(linker, view::<T>)?;
         Ok(())
     }
 }
@@ -177,55 +223,7 @@ fn prepare(namespace: &str, command: &Command, on: On) -> Result<Prepared, Error
 }
 
 impl RedisView<'_> {
-    /// The pool and namespace behind a guest's handle.
-    fn parts(
-        &self,
-        handle: &Resource<RedisHandle>,
-    ) -> wasmtime::Result<(Arc<RedisPool>, Arc<str>)> {
-        let handle = self.table.get(handle)?;
-        Ok((handle.pool.clone(), handle.namespace.clone()))
-    }
-
-    /// Runs one command on the shared multiplexed connection and returns the raw reply.
-    async fn run(
-        &mut self,
-        handle: &Resource<RedisHandle>,
-        command: Command,
-    ) -> wasmtime::Result<Result<Reply, Error>> {
-        let (pool, namespace) = self.parts(handle)?;
-        Ok(async {
-            let prepared = prepare(&namespace, &command, On::Shared)?;
-            let mut connection = pool.shared().await.map_err(unavailable)?;
-            prepared
-                .cmd
-                .query_async(&mut connection)
-                .await
-                .map_err(error_from)
-        }
-        .await)
-    }
-
-    /// `run`, then read the reply as `T`.
-    async fn run_typed<T: redis::FromRedisValue>(
-        &mut self,
-        handle: &Resource<RedisHandle>,
-        command: Command,
-    ) -> wasmtime::Result<Result<T, Error>> {
-        Ok(self.run(handle, command).await?.and_then(typed))
-    }
-
-    fn lease(&mut self, lease: &Resource<RedisLease>) -> wasmtime::Result<&mut RedisLease> {
-        Ok(self.table.get_mut(lease)?)
-    }
-}
-
-impl wit::Host for RedisView<'_> {}
-
-impl wit::HostConnection for RedisView<'_> {
-    async fn open(
-        &mut self,
-        name: String,
-    ) -> wasmtime::Result<Result<Resource<RedisHandle>, Error>> {
+    fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<RedisHandle>, Error>> {
         let pool = match self.tenant.pools.open(&name) {
             Ok(pool) => pool.clone(),
             Err(refusal) => return Ok(Err(refusal.into())),
@@ -237,24 +235,99 @@ impl wit::HostConnection for RedisView<'_> {
         Ok(Ok(self.table.push(handle)?))
     }
 
-    async fn set(
+    fn handle(&self, handle: &Resource<RedisHandle>) -> wasmtime::Result<RedisHandle> {
+        Ok(self.table.get(handle)?.clone())
+    }
+
+    /// Handles hold nothing a call took.
+    fn handle_done(&mut self, _: &Resource<RedisHandle>, _: RedisHandle) -> wasmtime::Result<()> {
+        Ok(())
+    }
+
+    fn push_lease(
         &mut self,
-        h: Resource<RedisHandle>,
-        key: String,
-        value: Vec<u8>,
-        expire_ms: Option<u64>,
-    ) -> wasmtime::Result<Result<(), Error>> {
+        lease: Result<RedisLease, Error>,
+    ) -> wasmtime::Result<Result<Resource<RedisLease>, Error>> {
+        Ok(match lease {
+            Ok(lease) => Ok(self.table.push(lease)?),
+            Err(e) => Err(e),
+        })
+    }
+
+    fn lease_call(&mut self, lease: &Resource<RedisLease>) -> wasmtime::Result<LeaseCall> {
+        Ok(self.table.get_mut(lease)?.take_for_call())
+    }
+
+    fn give_back(&mut self, lease: &Resource<RedisLease>, call: LeaseCall) -> wasmtime::Result<()> {
+        self.table.get_mut(lease)?.give_back(call);
+        Ok(())
+    }
+}
+
+/// What every `connection` call does, whichever WIT version the guest called it through.
+impl RedisHandle {
+    /// Runs one command on the shared multiplexed connection and returns the raw reply.
+    async fn run(&self, command: Command) -> Result<Reply, Error> {
+        let prepared = prepare(&self.namespace, &command, On::Shared)?;
+        let mut connection = self.pool.shared().await.map_err(unavailable)?;
+        prepared
+            .cmd
+            .query_async(&mut connection)
+            .await
+            .map_err(error_from)
+    }
+
+    /// `run`, then read the reply as `T`.
+    async fn run_typed<T: redis::FromRedisValue>(&self, command: Command) -> Result<T, Error> {
+        self.run(command).await.and_then(typed)
+    }
+
+    async fn set(&self, key: String, value: Vec<u8>, expire_ms: Option<u64>) -> Result<(), Error> {
         let mut args = Args::default().with(key).with(value);
         if let Some(ms) = expire_ms {
             args = args.with("PX").with(ms);
         }
-        Ok(self.run(&h, command("SET", args)).await?.map(drop))
+        self.run(command("SET", args)).await.map(drop)
     }
 
+    async fn execute(&self, command: Command) -> Result<Vec<Value>, Error> {
+        let prepared = prepare(&self.namespace, &command, On::Shared)?;
+        let mut connection = self.pool.shared().await.map_err(unavailable)?;
+        send(&mut connection, &self.namespace, prepared).await
+    }
+
+    async fn pipeline(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Vec<Result<Vec<Value>, Error>>, Error> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        let strips = add_all(&mut pipe, &self.namespace, &commands, On::Shared)?;
+        let mut connection = self.pool.shared().await.map_err(unavailable)?;
+        let reply: Reply = pipe
+            .query_async(&mut connection)
+            .await
+            .map_err(error_from)?;
+        per_command(reply, &self.namespace, &strips)
+    }
+
+    async fn transaction(&self) -> Result<RedisLease, Error> {
+        let connection = self.pool.lease().await.map_err(unavailable)?;
+        Ok(RedisLease {
+            connection: Some(connection),
+            namespace: self.namespace.clone(),
+        })
+    }
+}
+
+impl wit::Host for RedisView<'_> {}
+impl wit_async::Host for RedisView<'_> {}
+
+connection_calls! {
     // The typed commands: `function(parameters) -> reply = "COMMAND"`, the parameters sent in
     // order as its arguments. `nothing if P is empty` answers without a round trip where Redis
     // would refuse a command with no keys.
-    typed_commands! {
+    typed {
         get(key: String) -> Option<Vec<u8>> = "GET";
         incr(key: String, delta: i64) -> i64 = "INCRBY";
         del(keys: Vec<String>) -> u32 = "DEL", nothing if keys is empty;
@@ -276,61 +349,18 @@ impl wit::HostConnection for RedisView<'_> {
         sismember(key: String, member: Vec<u8>) -> bool = "SISMEMBER";
         publish(channel: String, message: Vec<u8>) -> u32 = "PUBLISH";
     }
-
-    async fn execute(
-        &mut self,
-        h: Resource<RedisHandle>,
-        command: Command,
-    ) -> wasmtime::Result<Result<Vec<Value>, Error>> {
-        let (pool, namespace) = self.parts(&h)?;
-        Ok(async {
-            let prepared = prepare(&namespace, &command, On::Shared)?;
-            let mut connection = pool.shared().await.map_err(unavailable)?;
-            send(&mut connection, &namespace, prepared).await
-        }
-        .await)
+    // Written out on `RedisHandle` above.
+    others {
+        set(key: String, value: Vec<u8>, expire_ms: Option<u64>) -> ();
+        execute(command: Command) -> Vec<Value>;
+        pipeline(commands: Vec<Command>) -> Vec<Result<Vec<Value>, Error>>;
     }
+}
 
-    async fn pipeline(
-        &mut self,
-        h: Resource<RedisHandle>,
-        commands: Vec<Command>,
-    ) -> wasmtime::Result<Result<Vec<Result<Vec<Value>, Error>>, Error>> {
-        let (pool, namespace) = self.parts(&h)?;
-        Ok(async {
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors();
-            let strips = add_all(&mut pipe, &namespace, &commands, On::Shared)?;
-            let mut connection = pool.shared().await.map_err(unavailable)?;
-            let reply: Reply = pipe
-                .query_async(&mut connection)
-                .await
-                .map_err(error_from)?;
-            per_command(reply, &namespace, &strips)
-        }
-        .await)
-    }
-
-    async fn transaction(
-        &mut self,
-        h: Resource<RedisHandle>,
-    ) -> wasmtime::Result<Result<Resource<RedisLease>, Error>> {
-        let (pool, namespace) = self.parts(&h)?;
-        let connection = match pool.lease().await {
-            Ok(connection) => connection,
-            Err(e) => return Ok(Err(unavailable(e))),
-        };
-        let lease = RedisLease {
-            connection: Some(connection),
-            namespace,
-            in_flight: false,
-        };
-        Ok(Ok(self.table.push(lease)?))
-    }
-
-    async fn drop(&mut self, h: Resource<RedisHandle>) -> wasmtime::Result<()> {
-        self.table.delete(h)?;
-        Ok(())
+impl super::shape::Footprint for Command {
+    const OWNS_HEAP: bool = true;
+    fn heap_bytes(&self) -> usize {
+        self.name.heap_bytes() + self.args.heap_bytes()
     }
 }
 
@@ -370,75 +400,69 @@ fn per_command(
         .collect())
 }
 
-impl wit::HostTransaction for RedisView<'_> {
-    async fn watch(
-        &mut self,
-        t: Resource<RedisLease>,
-        keys: Vec<String>,
-    ) -> wasmtime::Result<Result<(), Error>> {
+/// What every `transaction` call does, whichever WIT version the guest called it through.
+impl LeaseCall {
+    async fn watch(&mut self, keys: Vec<String>) -> Result<(), Error> {
         let command = command("WATCH", Args::default().with(keys));
-        self.on_lease(&t, async move |connection, namespace| {
-            let prepared = prepare(&namespace, &command, On::Leased)?;
-            send(connection, &namespace, prepared).await.map(drop)
+        self.on_connection(async move |connection, namespace| {
+            let prepared = prepare(namespace, &command, On::Leased)?;
+            send(connection, namespace, prepared).await.map(drop)
         })
         .await
     }
 
-    async fn execute(
-        &mut self,
-        t: Resource<RedisLease>,
-        command: Command,
-    ) -> wasmtime::Result<Result<Vec<Value>, Error>> {
-        self.on_lease(&t, async move |connection, namespace| {
-            let prepared = prepare(&namespace, &command, On::Leased)?;
-            send(connection, &namespace, prepared).await
+    async fn execute(&mut self, command: Command) -> Result<Vec<Value>, Error> {
+        self.on_connection(async move |connection, namespace| {
+            let prepared = prepare(namespace, &command, On::Leased)?;
+            send(connection, namespace, prepared).await
         })
         .await
     }
 
     async fn exec(
         &mut self,
-        t: Resource<RedisLease>,
         commands: Vec<Command>,
-    ) -> wasmtime::Result<Result<Option<Vec<Result<Vec<Value>, Error>>>, Error>> {
-        self.on_lease(&t, async move |connection, namespace| {
+    ) -> Result<Option<Vec<Result<Vec<Value>, Error>>>, Error> {
+        self.on_connection(async move |connection, namespace| {
             let mut pipe = redis::pipe();
             pipe.atomic().ignore_errors();
-            let strips = add_all(&mut pipe, &namespace, &commands, On::Leased)?;
+            let strips = add_all(&mut pipe, namespace, &commands, On::Leased)?;
             let reply: Reply = pipe.query_async(connection).await.map_err(error_from)?;
             match reply {
                 // A watched key changed: nothing was applied.
                 Reply::Nil => Ok(None),
-                reply => per_command(reply, &namespace, &strips).map(Some),
+                reply => per_command(reply, namespace, &strips).map(Some),
             }
         })
         .await
     }
 
-    async fn drop(&mut self, t: Resource<RedisLease>) -> wasmtime::Result<()> {
-        self.table.delete(t)?;
-        Ok(())
+    /// Runs `op` on the leased connection. Another call of the same guest holding it (a WASI 0.3
+    /// guest awaiting two at once) or a closed connection is an `unavailable` error.
+    async fn on_connection<T>(
+        &mut self,
+        op: impl AsyncFnOnce(&mut MultiplexedConnection, &str) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let Some(connection) = self.connection.as_mut() else {
+            return Err(Error::Unavailable(
+                "the leased connection is busy with another call of this transaction, or was \
+                 closed"
+                    .into(),
+            ));
+        };
+        op(connection, &self.namespace).await
     }
 }
 
-impl RedisView<'_> {
-    /// Runs `op` on a leased connection, marked in flight until it completes: a request that
-    /// ends mid-command (timeout) drops the lease with the mark still set.
-    async fn on_lease<T>(
-        &mut self,
-        t: &Resource<RedisLease>,
-        op: impl AsyncFnOnce(&mut MultiplexedConnection, Arc<str>) -> Result<T, Error>,
-    ) -> wasmtime::Result<Result<T, Error>> {
-        let lease = self.lease(t)?;
-        let namespace = lease.namespace.clone();
-        let Some(connection) = lease.connection.as_mut() else {
-            return Ok(Err(Error::Unavailable(
-                "the leased connection was closed".into(),
-            )));
-        };
-        lease.in_flight = true;
-        let outcome = op(&mut *connection, namespace).await;
-        lease.in_flight = false;
-        Ok(outcome)
+resource_calls! {
+    Resource<RedisLease> => lease_call, give_back;
+    errors Error;
+    v0_1 RedisView: wit::HostTransaction {}
+    v0_2 RedisView: wit_async::HostTransaction {}
+    with store ViewData: wit_async::HostTransactionWithStore {}
+    calls {
+        watch(keys: Vec<String>) -> ();
+        execute(command: Command) -> Vec<Value>;
+        exec(commands: Vec<Command>) -> Option<Vec<Result<Vec<Value>, Error>>>;
     }
 }

@@ -103,6 +103,112 @@ pub struct View<'a, C: Capability> {
     pub tenant: &'a C::Tenant,
     pub request: &'a mut C::Request,
     pub table: &'a mut ResourceTable,
+    pub calls: &'a CallBudget,
+}
+
+/// What the host holds for a request's calls in flight — their arguments, copied out of the
+/// guest — bounded by the tenant's memory limit. A WASI 0.2 guest has one call in flight at a
+/// time, whose arguments came out of its own memory, so it never reaches the bound; a WASI 0.3
+/// guest may start any number of calls from one buffer, each of which the host would copy.
+#[derive(Clone)]
+pub struct CallBudget(Arc<CallBytes>);
+
+struct CallBytes {
+    limit: usize,
+    held: std::sync::atomic::AtomicUsize,
+}
+
+impl CallBudget {
+    pub fn new(limit: usize) -> CallBudget {
+        CallBudget(Arc::new(CallBytes {
+            limit,
+            held: Default::default(),
+        }))
+    }
+
+    /// Holds `bytes` until the reservation drops, or `None` (held unchanged) when they would
+    /// pass the limit.
+    pub fn reserve(&self, bytes: usize) -> Option<Reservation> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0
+            .held
+            .try_update(Relaxed, Relaxed, |held| {
+                held.checked_add(bytes)
+                    .filter(|&total| total <= self.0.limit)
+            })
+            .ok()?;
+        Some(Reservation {
+            budget: self.clone(),
+            bytes,
+        })
+    }
+
+    /// The refusal a call over the budget gets, as a message for the guest.
+    pub fn refusal(&self, bytes: usize) -> String {
+        format!(
+            "too much in flight: this call's {bytes} bytes of arguments and those of the calls \
+             already in flight would pass the request's memory limit of {} bytes; await some \
+             calls before starting more",
+            self.0.limit
+        )
+    }
+}
+
+/// Bytes of a [`CallBudget`] held by one call in flight.
+pub struct Reservation {
+    budget: CallBudget,
+    bytes: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        (self.budget.0.held).fetch_sub(self.bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// How many bytes a call's argument holds in the host: what [`CallBudget`] counts.
+pub trait Footprint {
+    /// Whether values of this type own heap memory beyond their size.
+    const OWNS_HEAP: bool = false;
+
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+
+    fn footprint(&self) -> usize {
+        std::mem::size_of_val(self) + self.heap_bytes()
+    }
+}
+
+impl Footprint for u8 {}
+impl Footprint for i32 {}
+impl Footprint for i64 {}
+impl Footprint for u64 {}
+
+impl Footprint for String {
+    const OWNS_HEAP: bool = true;
+    fn heap_bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl<T: Footprint> Footprint for Vec<T> {
+    const OWNS_HEAP: bool = true;
+    fn heap_bytes(&self) -> usize {
+        let items = self.len() * std::mem::size_of::<T>();
+        if T::OWNS_HEAP {
+            items + self.iter().map(Footprint::heap_bytes).sum::<usize>()
+        } else {
+            items
+        }
+    }
+}
+
+impl<T: Footprint> Footprint for Option<T> {
+    const OWNS_HEAP: bool = T::OWNS_HEAP;
+    fn heap_bytes(&self) -> usize {
+        self.as_ref().map_or(0, Footprint::heap_bytes)
+    }
 }
 
 /// A store type that lends capability `C` its view. Every store also gives wasmtime's own WASI
@@ -123,6 +229,8 @@ macro_rules! host_view {
         pub struct $view<'a> {
             tenant: &'a <$capability as $crate::capabilities::shape::Capability>::Tenant,
             table: &'a mut ::wasmtime::component::ResourceTable,
+            #[allow(dead_code)] // read by the capabilities with WASI 0.3 async calls
+            calls: &'a $crate::capabilities::shape::CallBudget,
         }
 
         struct ViewData;
@@ -132,10 +240,115 @@ macro_rules! host_view {
         }
 
         fn view<T: $crate::capabilities::shape::HasView<$capability>>(store: &mut T) -> $view<'_> {
-            let $crate::capabilities::shape::View { tenant, table, .. } = store.view();
-            $view { tenant, table }
+            let $crate::capabilities::shape::View {
+                tenant,
+                table,
+                calls,
+                ..
+            } = store.view();
+            $view {
+                tenant,
+                table,
+                calls,
+            }
         }
     };
 }
 
 pub(crate) use host_view;
+
+/// One implementation behind both editions of a capability's WIT: WASI 0.2 guests call
+/// `&mut self` host traits that borrow the store for the whole call, WASI 0.3 guests call
+/// `async func`s concurrently through an `Accessor`, which must not be held across an await.
+/// So every call is written once, as a method of an owned "call" value: `take` gets it out of
+/// the resource table (a clone of a handle, or a leased connection taken out for the call),
+/// the method awaits with nothing of the store borrowed, and `give_back` returns what it took.
+/// This expands to the methods of both host traits for the listed calls; `v0_1 { .. }` and
+/// `v0_2 { .. }` add each trait's other methods (constructors, sync calls); `drop` deletes the
+/// resource from the table (what it owns is released by its own `Drop`). A WASI 0.3
+/// call first reserves its arguments' bytes in the request's [`CallBudget`]; over it, the
+/// call answers `$error::Unavailable` at once.
+///
+/// ```ignore
+/// resource_calls! {
+///     Resource<Transaction> => take_transaction, give_back_transaction;
+///     errors Error;
+///     v0_1 PostgresView: wit::HostTransaction {}
+///     v0_2 PostgresView: wit_async::HostTransaction {}
+///     with store ViewData: wit_async::HostTransactionWithStore {}
+///     calls {
+///         query(sql: String, params: Vec<Value>) -> Rows;
+///     }
+/// }
+/// ```
+macro_rules! resource_calls {
+    (
+        $resource:ty => $take:ident, $give_back:ident;
+        errors $error:ty;
+        v0_1 $view:ident: $sync_trait:path { $($v0_1:tt)* }
+        v0_2 $view2:ident: $async_trait:path { $($v0_2:tt)* }
+        with store $data:ident: $($store_trait:ident)::+ { $($with_store:tt)* }
+        calls {$(
+            $function:ident($($param:ident: $type:ty),*) -> $ok:ty;
+        )*}
+    ) => {
+        impl $sync_trait for $view<'_> {
+            $($v0_1)*
+
+            async fn drop(&mut self, resource: $resource) -> ::wasmtime::Result<()> {
+                self.table.delete(resource)?;
+                Ok(())
+            }
+            $(
+                async fn $function(
+                    &mut self,
+                    resource: $resource,
+                    $($param: $type),*
+                ) -> ::wasmtime::Result<Result<$ok, $error>> {
+                    #[allow(unused_mut)] // a clone of a handle needs no `mut`, a lease does
+                    let mut call = self.$take(&resource)?;
+                    let outcome = call.$function($($param),*).await;
+                    self.$give_back(&resource, call)?;
+                    Ok(outcome)
+                }
+            )*
+        }
+
+        impl $async_trait for $view2<'_> {
+            $($v0_2)*
+
+            fn drop(&mut self, resource: $resource) -> ::wasmtime::Result<()> {
+                self.table.delete(resource)?;
+                Ok(())
+            }
+        }
+
+        impl<T> $($store_trait)::+<T> for $data {
+            $($with_store)*
+            $(
+                async fn $function(
+                    store: &::wasmtime::component::Accessor<T, Self>,
+                    resource: $resource,
+                    $($param: $type),*
+                ) -> ::wasmtime::Result<Result<$ok, $error>> {
+                    let bytes = 0 $(+ $crate::capabilities::shape::Footprint::footprint(&$param))*;
+                    let reserved = store.with(|mut access| {
+                        let view = access.get();
+                        view.calls.reserve(bytes).ok_or_else(|| view.calls.refusal(bytes))
+                    });
+                    let _reservation = match reserved {
+                        Ok(reservation) => reservation,
+                        Err(why) => return Ok(Err(<$error>::Unavailable(why))),
+                    };
+                    #[allow(unused_mut)]
+                    let mut call = store.with(|mut access| access.get().$take(&resource))?;
+                    let outcome = call.$function($($param),*).await;
+                    store.with(|mut access| access.get().$give_back(&resource, call))?;
+                    Ok(outcome)
+                }
+            )*
+        }
+    };
+}
+
+pub(crate) use resource_calls;

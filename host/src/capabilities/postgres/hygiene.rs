@@ -16,7 +16,7 @@
 //!   as that refusal, and is rolled back before the session is reset again. A connection that
 //!   cannot be reset is closed.
 
-use super::bindings::hostel::host::postgres::{DbError, Error};
+use super::v0_1::hostel::host::postgres::{DbError, Error};
 use tokio_postgres::Client;
 
 /// The state of a fresh session, in one statement (PostgreSQL's own definition of it).

@@ -10,10 +10,10 @@
 //! server gave when the pool first saw the same SQL (its [`Shape`], kept in a bounded cache):
 //! nothing stays prepared on the server past the statement, so the reset can drop everything.
 
-use super::bindings::hostel::host::postgres::{DbError, Error, Rows, Value};
 use super::hygiene::{self, Context as Where};
 use super::server::{self, Server};
 use super::tenants::Provisioner;
+use super::v0_1::hostel::host::postgres::{DbError, Error, Rows, Value};
 use super::values::{self, Decoded, Shape};
 use crate::capabilities::servers::{PoolConfig, build_deadpool};
 use crate::secrets::redact_text;

@@ -5,7 +5,7 @@
 #[cfg(test)]
 mod fuzz;
 
-use super::bindings::hostel::host::postgres::{Column, Timestamp, Value};
+use super::v0_1::hostel::host::postgres::{Column, Timestamp, Value};
 use bytes::{BufMut, BytesMut};
 use std::error::Error as StdError;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

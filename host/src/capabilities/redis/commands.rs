@@ -1,6 +1,6 @@
-//! The typed functions of `hostel:host/redis` (`get`, `hset`, `lpush`, ...), generated from the
-//! one table in `super` by [`typed_commands!`]: each sends one command built from its
-//! parameters in order, on the shared connection, and reads the reply as its WIT result.
+//! The calls of `hostel:host/redis`, both WIT versions, generated from the tables in `super`
+//! by [`connection_calls!`]; the typed functions (`get`, `hset`,
+//! `lpush`, ...) each send one command built from their parameters in order.
 
 /// A command's arguments, built from typed values in order.
 #[derive(Default)]
@@ -64,25 +64,73 @@ impl Arg for Vec<Vec<u8>> {
     }
 }
 
-/// Expands, inside `impl HostConnection`, to one method per line of
-/// `function(parameter: type, ...) -> reply = "COMMAND" [, nothing if parameter is empty];`.
-macro_rules! typed_commands {
-    ($(
-        $function:ident($($param:ident: $type:ty),*) -> $reply:ty = $name:literal
-            $(, nothing if $empty:ident is empty)?;
-    )*) => {$(
-        async fn $function(
-            &mut self,
-            handle: Resource<RedisHandle>,
-            $($param: $type),*
-        ) -> wasmtime::Result<Result<$reply, Error>> {
-            $(if $empty.is_empty() {
-                return Ok(Ok(Default::default()));
-            })?
-            let args = Args::default()$(.with($param))*;
-            self.run_typed(&handle, command($name, args)).await
+/// The `connection` calls of both WIT editions, from one table: the typed commands become
+/// methods of `RedisHandle` (one command built from the parameters in order, its reply read as
+/// the WIT result), and every call, typed or `others` (written out on `RedisHandle`), is
+/// forwarded to that method from both host traits by [`resource_calls!`].
+macro_rules! connection_calls {
+    (
+        typed {$(
+            $function:ident($($param:ident: $type:ty),*) -> $reply:ty = $name:literal
+                $(, nothing if $empty:ident is empty)?;
+        )*}
+        others {$(
+            $other:ident($($other_param:ident: $other_type:ty),*) -> $other_reply:ty;
+        )*}
+    ) => {
+        impl RedisHandle {$(
+            async fn $function(&self, $($param: $type),*) -> Result<$reply, Error> {
+                $(if $empty.is_empty() {
+                    return Ok(Default::default());
+                })?
+                let args = Args::default()$(.with($param))*;
+                self.run_typed(command($name, args)).await
+            }
+        )*}
+
+        resource_calls! {
+            Resource<RedisHandle> => handle, handle_done;
+            errors Error;
+            v0_1 RedisView: wit::HostConnection {
+                async fn open(
+                    &mut self,
+                    name: String,
+                ) -> wasmtime::Result<Result<Resource<RedisHandle>, Error>> {
+                    RedisView::open(self, name)
+                }
+
+                async fn transaction(
+                    &mut self,
+                    handle: Resource<RedisHandle>,
+                ) -> wasmtime::Result<Result<Resource<RedisLease>, Error>> {
+                    let lease = self.handle(&handle)?.transaction().await;
+                    self.push_lease(lease)
+                }
+            }
+            v0_2 RedisView: wit_async::HostConnection {
+                fn open(
+                    &mut self,
+                    name: String,
+                ) -> wasmtime::Result<Result<Resource<RedisHandle>, Error>> {
+                    RedisView::open(self, name)
+                }
+            }
+            with store ViewData: wit_async::HostConnectionWithStore {
+                async fn transaction(
+                    store: &::wasmtime::component::Accessor<T, Self>,
+                    handle: Resource<RedisHandle>,
+                ) -> wasmtime::Result<Result<Resource<RedisLease>, Error>> {
+                    let handle = store.with(|mut access| access.get().handle(&handle))?;
+                    let lease = handle.transaction().await;
+                    store.with(|mut access| access.get().push_lease(lease))
+                }
+            }
+            calls {
+                $($function($($param: $type),*) -> $reply;)*
+                $($other($($other_param: $other_type),*) -> $other_reply;)*
+            }
         }
-    )*};
+    };
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! replies read as the typed functions' results, failures as `error` values — a server error
 //! is the guest's business, the rest is logged (redacted).
 
-use super::bindings::hostel::host::redis::{Error, Value};
+use super::v0_1::hostel::host::redis::{Error, Value};
 use crate::secrets::redact_text;
 use redis::Value as Reply;
 

@@ -3,7 +3,7 @@
 //! the microsecond PostgreSQL keeps, jsonb as the same JSON); values a type cannot hold are a
 //! conversion or server error, never a panic or a wrong value.
 
-use super::super::bindings::hostel::host::postgres::{Timestamp, Value};
+use super::super::v0_1::hostel::host::postgres::{Timestamp, Value};
 use super::{Decoded, Shape, params};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
