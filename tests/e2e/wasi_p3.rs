@@ -1,5 +1,6 @@
 //! WASI 0.3 `wasi:http/service` components, served beside WASI 0.2 handlers by the same host:
-//! routing, bodies streamed both ways, trailers, limits and outbound calls.
+//! routing, bodies streamed both ways, trailers, limits and outbound calls; and a component
+//! built with another project's SDK (Spin's), served unchanged.
 
 use super::standard_config;
 use bytes::Bytes;
@@ -343,4 +344,58 @@ async fn a_wasi_0_3_guest_cannot_make_the_host_hold_more_than_its_memory_limit_i
         ok_text(&client, &host.url("/probe/flood?n=8&size=1048576")).await,
         "ok 8 refused 0\n"
     );
+}
+
+/// The standard config, with the guest built with the Spin Rust SDK 7 at `/spin-sdk7` of the
+/// main tenant.
+fn config_with_spin_sdk7() -> String {
+    format!(
+        "{standard}\n[tenants.main.apps.spin-sdk7]\nroute = \"/spin-sdk7\"\ncomponent = {spin}\n",
+        standard = standard_config(),
+        spin = toml_path(&guest("guest-spin-sdk7")),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_built_with_the_spin_sdk_7_is_served_as_a_wasi_0_3_service() {
+    let config = config_with_spin_sdk7();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hostel.toml"), &config).unwrap();
+    let (status, stdout, stderr) =
+        hostel_output(&["check", "--config", "hostel.toml"], dir.path()).unwrap();
+    assert!(status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("main/spin-sdk7  /spin-sdk7  wasi:http/service (WASI 0.3)"),
+        "{stdout}"
+    );
+
+    let host = HostProcess::start(&config).unwrap();
+    let client = http1_client();
+
+    let hello = get(&client, &host.url("/spin-sdk7")).await.unwrap();
+    assert_eq!(hello.status, 200, "{}", hello.text());
+    assert_eq!(hello.text(), "hello from the Spin SDK 7\n");
+    assert!(
+        hello.request_id().is_some(),
+        "Hostel's request id is on the Spin guest's answer too"
+    );
+
+    // Read whole by the SDK's `IncomingBodyExt::bytes`, then sent back: more than one chunk.
+    let body: Bytes = (0..64 * 1024)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into();
+    let echo = post(&client, &host.url("/spin-sdk7/echo"), body.clone())
+        .await
+        .unwrap();
+    assert_eq!(echo.status, 200, "{}", echo.text());
+    assert_eq!(echo.body.len(), body.len());
+    assert!(echo.body == body, "the echoed body differs");
+    assert!(echo.request_id().is_some());
+
+    let header = get(&client, &host.url("/spin-sdk7/header")).await.unwrap();
+    assert_eq!(header.status, 200, "{}", header.text());
+    assert_eq!(header.headers["x-spin-sdk"], "7");
+    assert_eq!(header.text(), "a header from the Spin SDK 7\n");
+    assert!(header.request_id().is_some());
 }
