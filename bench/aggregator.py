@@ -1,6 +1,8 @@
 """Outbound benchmark: the `aggregator` component (5 concurrent upstream calls per request) on
 Hostel (pooled keep-alive client per tenant) vs `wasmtime serve` (a new connection per call) vs
 the same endpoint in native hyper with one pooled hyper-util client (the ceiling: no sandbox).
+With `--component-p3`, its WASI 0.3 twin (`aggregator-p3`) joins on Hostel as `hostel-0.3`, with
+the same upstreams and grants, and a `hostel-0.3 ÷ it` column.
 
 The upstream is `native-hello` on core 1 next to wrk; the server under test is on core 0.
 Prints requests/s, outbound calls/s, p50/p99, server CPU (cores, and µs per request) and RSS,
@@ -18,7 +20,8 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lib import Server, add_common_args, free_port, service_env, wait_for_port  # noqa: E402
+from lib import (Server, add_common_args, free_port, hostel_serve, p3_component,  # noqa: E402
+                 ratio_cells, ratio_header, service_env, wait_for_port, wasmtime_serve)
 
 FANOUT = 5
 
@@ -49,18 +52,24 @@ def main() -> None:
     wait_for_port(up_port, upstream)
     urls = ",".join(f"http://127.0.0.1:{up_port}/item/{i}" for i in range(FANOUT))
     work = Path(tempfile.mkdtemp(prefix="hostel-bench-agg-"))
-    config = work / "hostel.toml"
-    config.write_text(
-        f'[server]\ncode_cache = "{work / "cache"}"\n[defaults.limits]\nconcurrency = 1000\n'
-        f'[grants]\noutbound = ["http://127.0.0.1:{up_port}"]\nenv = {{ UPSTREAMS = "{urls}" }}\n'
-        f'[apps.aggregator]\nroute = "/"\ncomponent = "{args.component}"\n'
-    )
-    servers = [
-        Server("hostel", lambda p: [args.hostel, "serve", "--config", str(config), "--listen",
-                                    f"127.0.0.1:{p}", "--log", "warn"]),
-        Server("wasmtime-serve", lambda p: [args.wasmtime, "serve", "-O", "pooling-allocator=y",
-                                            "-S", "cli=y", "--env", f"UPSTREAMS={urls}",
-                                            "--addr", f"127.0.0.1:{p}", args.component]),
+
+    def hostel_config(name: str, component: str) -> Path:
+        config = work / name
+        config.write_text(
+            f'[server]\ncode_cache = "{work / "cache"}"\n[defaults.limits]\nconcurrency = 1000\n'
+            f'[grants]\noutbound = ["http://127.0.0.1:{up_port}"]\nenv = {{ UPSTREAMS = "{urls}" }}\n'
+            f'[apps.aggregator]\nroute = "/"\ncomponent = "{component}"\n'
+        )
+        return config
+
+    servers = [Server("hostel", hostel_serve(args.hostel, hostel_config("hostel.toml", args.component)))]
+    # Its WASI 0.3 twin on the same config, the same upstreams.
+    component_p3 = p3_component(args.component_p3)
+    if component_p3:
+        servers.append(Server("hostel-0.3", hostel_serve(args.hostel,
+                                                         hostel_config("hostel-p3.toml", component_p3))))
+    servers += [
+        Server("wasmtime-serve", wasmtime_serve(args.wasmtime, args.component, env={"UPSTREAMS": urls})),
         Server("native-hyper", lambda p: [args.native, f"127.0.0.1:{p}", "--fan-out", urls]),
     ]
 
@@ -80,7 +89,7 @@ def main() -> None:
                 # Opened by the server during the measured run (wrk's own connections aside).
                 r["connects"] = r["connects_after"] - r["connects_before"] - args.connections
                 results.setdefault(server.name, []).append(r)
-                print(f"  {server.name:15} {r['rps']:>8.0f} req/s ({r['rps'] * FANOUT:>8.0f} outbound/s) "
+                print(f"  {server.name:18} {r['rps']:>8.0f} req/s ({r['rps'] * FANOUT:>8.0f} outbound/s) "
                       f"p50 {r['p50']:6.2f} ms p99 {r['p99']:6.2f} ms cpu {r['cores']:.2f} "
                       f"connections opened {r['connects']} TIME_WAIT {r['time_wait']} {r['errors']}",
                       file=sys.stderr, flush=True)
@@ -88,19 +97,20 @@ def main() -> None:
         upstream.kill()
 
     best = {name: max(runs, key=lambda r: r["rps"]) for name, runs in results.items()}
-    hostel_rps = best["hostel"]["rps"]
+    rps = {name: r["rps"] for name, r in best.items()}
+    bases = ["hostel"] + (["hostel-0.3"] if component_p3 else [])
     print("\n| server | req/s | outbound calls/s | p50 ms | p99 ms | server CPU | CPU µs/request | "
           "RSS MiB | connections opened | TIME_WAIT to upstream | errors in a sample answer | "
-          "hostel ÷ it |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          f"{ratio_header(bases)} |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(bases))
     for server in servers:
         r = best[server.name]
-        ratio = "—" if server.name == "hostel" else f"{hostel_rps / r['rps']:.2f}×"
         bad = sum(run["bad"] for run in results[server.name])
         bad = f" ({bad} non-2xx)" if bad else ""
         print(f"| {server.name} | {r['rps']:.0f}{bad} | {r['rps'] * FANOUT:.0f} | {r['p50']:.2f} | "
               f"{r['p99']:.2f} | {r['cores']:.2f} | {r['cores'] * 1e6 / r['rps']:.0f} | "
-              f"{r['rss']:.0f} | {r['connects']} | {r['time_wait']} | {r['guest_errors']} | {ratio} |")
+              f"{r['rss']:.0f} | {r['connects']} | {r['time_wait']} | {r['guest_errors']} | "
+              f"{ratio_cells(rps, server.name, bases)} |")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -86,11 +87,57 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--native", required=True)
     ap.add_argument("--wasmtime", required=True)
     ap.add_argument("--component", required=True)
+    ap.add_argument("--component-p3", help="the benchmark's component as a WASI 0.3 service "
+                                           "(`wasi:http/service`), measured as the `-0.3` rows; "
+                                           "skipped with a note when the file is not built")
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--before", help="a hostel binary built from an earlier commit, measured "
                                      "beside this one as `hostel-before`")
     ap.add_argument("--wasmtime-before", help="`wasmtime serve` at the version that commit ran "
                                               "on, when it differs: measured as `wasmtime-serve-before`")
+
+
+def p3_component(path: str | None) -> str | None:
+    """The WASI 0.3 twin of a benchmark's component, or None (with a note saying so) when it is
+    not built: the `-0.3` rows are then left out."""
+    if path and Path(path).is_file():
+        print(f"WASI 0.3 rows: {path}", file=sys.stderr, flush=True)
+        return path
+    print(f"note: no WASI 0.3 component at {path}: the -0.3 rows are left out", file=sys.stderr,
+          flush=True)
+    return None
+
+
+def hostel_serve(binary: str, config: Path):
+    """`hostel serve` on `config`, as a Server's command line for a port."""
+    return lambda port: [binary, "serve", "--config", str(config), "--listen",
+                         f"127.0.0.1:{port}", "--log", "warn"]
+
+
+def wasmtime_serve(binary: str, component: str, p3: bool = False, env: dict | None = None):
+    """`wasmtime serve` on `component` (pooling allocator, the WASI CLI interfaces linked), as a
+    Server's command line for a port. A WASI 0.2 component gets a fresh instance per request by
+    default; for a WASI 0.3 one (`p3`) wasmtime reuses an instance for up to 128 requests, 16 at
+    a time, so its reuse count is set to 1: a fresh instance per request, as Hostel does. WASI
+    0.3 and component-model-async are on by default in wasmtime 50; they are asked for anyway,
+    so that a `wasmtime` built without them fails instead of serving something else."""
+    flags = ["-O", "pooling-allocator=y", "-S", "cli=y"]
+    if p3:
+        flags += ["-S", "p3=y", "-W", "component-model-async=y", "--max-instance-reuse-count", "1"]
+    for key, value in (env or {}).items():
+        flags += ["--env", f"{key}={value}"]
+    return lambda port: [binary, "serve", *flags, "--addr", f"127.0.0.1:{port}", component]
+
+
+def ratio_header(bases: list) -> str:
+    """The header cells of the "BASE ÷ it" columns, one per server in `bases`."""
+    return " | ".join(f"{base} ÷ it" for base in bases)
+
+
+def ratio_cells(rps: dict, name: str, bases: list) -> str:
+    """The "BASE ÷ it" cells of row `name` for each server in `bases`: BASE's requests/s over
+    the row's, "—" on BASE's own row. `rps` maps server names to requests/s."""
+    return " | ".join("—" if name == base else f"{rps[base] / rps[name]:.2f}×" for base in bases)
 
 
 class Server:
