@@ -415,13 +415,8 @@ async fn a_request_timing_out_inside_a_transaction_frees_its_connection() {
         assert_eq!(reply.unwrap().status, 504);
     }
     for _ in 0..2 {
-        assert_eq!(
-            get(&client, &host.url("/probe/spin?spun"))
-                .await
-                .unwrap()
-                .status,
-            504
-        );
+        let spun = get(&client, &host.url("/probe/spin?spun")).await.unwrap();
+        assert_eq!(spun.status, 504, "{}", spun.text());
     }
     let busy = format!(
         "{HOST_SESSIONS} AND (state = 'idle in transaction' OR query LIKE '%pg_sleep(30)%')"
