@@ -39,6 +39,7 @@ fn main() {
     for dir in [
         "wit",
         "guest-sdk/rust",
+        "guest-sdk/rust-service",
         "guest-sdk/python",
         "guest-sdk/js",
         "guest-sdk/c",

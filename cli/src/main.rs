@@ -130,6 +130,9 @@ enum Command {
     New {
         language: hostel_guest_tools::Language,
         name: PathBuf,
+        /// `0.3` writes a WASI 0.3 service (`async fn` handler, async pool calls; Rust).
+        #[arg(long, value_enum, default_value = "0.2")]
+        wasi: hostel_guest_tools::Wasi,
     },
     /// Build the guest in DIR (Rust: Cargo.toml, Python: app.py, JavaScript: app.js,
     /// TypeScript: app.ts, C: app.c) into DIR/build/NAME.wasm, installing the language's
@@ -201,7 +204,11 @@ fn run(command: Command) -> Result<()> {
             host,
             requests,
         } => measure(&Config::load(&config.path)?, &host, &path, requests.max(1)),
-        Command::New { language, name } => hostel_guest_tools::new(language, &name),
+        Command::New {
+            language,
+            name,
+            wasi,
+        } => hostel_guest_tools::new(language, wasi, &name),
         Command::Build { dir, world } => hostel_guest_tools::build(&dir, world).map(drop),
         Command::Serve {
             config,

@@ -82,6 +82,17 @@ pub enum World {
     Proxy,
 }
 
+/// The WASI release a new guest is written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Wasi {
+    /// A `wasi:http/proxy` handler (every language).
+    #[value(name = "0.2")]
+    V0_2,
+    /// A `wasi:http/service` with `async fn` handlers and async pool calls (Rust).
+    #[value(name = "0.3")]
+    V0_3,
+}
+
 impl World {
     /// The world's name for a toolchain; JavaScript guests name wasi:http 0.2.10.
     pub fn name(self, language: Language) -> &'static str {

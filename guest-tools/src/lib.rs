@@ -20,7 +20,7 @@ mod scaffold;
 mod sdk;
 mod steps;
 
-pub use guest::{Language, World};
+pub use guest::{Language, Wasi, World};
 
 pub use js::{COMPONENTIZE_JS_VERSION, ESBUILD_VERSION, JCO_TRANSPILE_VERSION, TYPESCRIPT_VERSION};
 pub use python::COMPONENTIZE_PY_VERSION;

@@ -1,19 +1,39 @@
 //! `hostel new`: a hello guest in any supported language, with a `hostel.toml` that serves it
 //! and editor settings that point at the SDK.
 
-use crate::guest::{Language, guest_name};
+use crate::guest::{Language, Wasi, guest_name};
 use crate::js::editor_config;
 use crate::sdk::sdk_dir;
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
-/// Creates `dir` with a hello guest in `language` and a `hostel.toml` that serves it.
-pub fn new(language: Language, dir: &Path) -> Result<()> {
+/// Creates `dir` with a hello guest in `language` for `wasi` and a `hostel.toml` that serves
+/// it.
+pub fn new(language: Language, wasi: Wasi, dir: &Path) -> Result<()> {
     if dir.exists() {
         bail!("{} already exists: choose a new name", dir.display());
     }
+    if wasi == Wasi::V0_3 && language != Language::Rust {
+        bail!(
+            "{} guests are WASI 0.2 handlers here: Hostel's WASI 0.3 SDK is for Rust (`hostel \
+             new rust {} --wasi 0.3`); leave out `--wasi 0.3` for a WASI 0.2 {} guest, which \
+             Hostel serves alike",
+            language.name(),
+            dir.display(),
+            language.name()
+        );
+    }
     let name = guest_name(dir)?;
     let sdk = sdk_dir()?;
+    // The Rust SDK of each WASI release: a crate and its hello.
+    let (rust_sdk, rust_sdk_dir, rust_hello) = match wasi {
+        Wasi::V0_2 => ("hostel-guest", "guest-sdk/rust", RUST_HELLO),
+        Wasi::V0_3 => (
+            "hostel-service",
+            "guest-sdk/rust-service",
+            RUST_SERVICE_HELLO,
+        ),
+    };
     let files: Vec<(&str, String)> = match language {
         Language::Rust => vec![
             (
@@ -21,11 +41,11 @@ pub fn new(language: Language, dir: &Path) -> Result<()> {
                 format!(
                     "[package]\nname = \"{name}\"\nedition = \"2024\"\nversion = \"0.1.0\"\n\
                      publish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\n\
-                     hostel-guest = {{ path = {:?} }}\n\n[profile.release]\nstrip = \"debuginfo\"\n",
-                    sdk.join("guest-sdk/rust").display().to_string()
+                     {rust_sdk} = {{ path = {:?} }}\n\n[profile.release]\nstrip = \"debuginfo\"\n",
+                    sdk.join(rust_sdk_dir).display().to_string()
                 ),
             ),
-            ("src/lib.rs", RUST_HELLO.into()),
+            ("src/lib.rs", rust_hello.into()),
             (
                 ".cargo/config.toml",
                 "# A small stack: every resident page of a sandbox is reset after each request.\n\
@@ -106,6 +126,15 @@ fn hello(req: Request) -> Response {
 }
 
 hostel_guest::http_handler!(hello);
+"#;
+
+const RUST_SERVICE_HELLO: &str = r#"use hostel_service::{Request, Response};
+
+async fn hello(req: Request) -> Response {
+    Response::text(200, format!("Hello from Hostel! You asked for {}\n", req.path()))
+}
+
+hostel_service::service!(hello);
 "#;
 
 const PYTHON_HELLO: &str = r#"import hostel

@@ -28,7 +28,7 @@ pub(crate) fn tools_dir() -> Result<PathBuf> {
 }
 
 /// Writes the embedded SDKs and WIT to the cache (once per content) and returns the folder:
-/// `wit/`, `wit-js/`, `guest-sdk/{rust,python,js}/`. Worked out once per process.
+/// `wit/`, `wit-js/`, `guest-sdk/{rust,rust-service,python,js,c}/`. Worked out once per process.
 pub fn sdk_dir() -> Result<PathBuf> {
     static SDK: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     if let Some(dir) = SDK.get() {
@@ -53,11 +53,11 @@ fn unpack_sdk() -> Result<PathBuf> {
     for (path, bytes) in embedded::FILES {
         let target = staging.join(path);
         std::fs::create_dir_all(target.parent().expect("a file has a folder"))?;
-        let bytes: &[u8] = if *path == "guest-sdk/rust/Cargo.toml" {
-            // Outside the workspace the SDK cannot inherit its settings.
-            STANDALONE_RUST_SDK_MANIFEST.as_bytes()
-        } else {
-            bytes
+        // Outside the workspace the SDKs cannot inherit its settings.
+        let bytes: &[u8] = match *path {
+            "guest-sdk/rust/Cargo.toml" => STANDALONE_RUST_SDK_MANIFEST.as_bytes(),
+            "guest-sdk/rust-service/Cargo.toml" => STANDALONE_RUST_SERVICE_SDK_MANIFEST.as_bytes(),
+            _ => bytes,
         };
         std::fs::write(&target, bytes)
             .with_context(|| format!("cannot write {}", target.display()))?;
@@ -131,6 +131,17 @@ license = "Apache-2.0"
 
 [dependencies]
 wit-bindgen = "0.63"
+"#;
+
+const STANDALONE_RUST_SERVICE_SDK_MANIFEST: &str = r#"[package]
+name = "hostel-service"
+edition = "2024"
+version = "0.1.0"
+license = "Apache-2.0"
+
+[dependencies]
+wasip3 = { version = "0.10", features = ["async-spawn"] }
+wit-bindgen = { version = "0.63", features = ["async-spawn"] }
 "#;
 
 /// The files `hostel new` writes with the SDK folder's path in them.

@@ -65,8 +65,15 @@ fn stale_sdk_references(app: &Path) -> usize {
 }
 
 async fn new_guest_builds_and_serves(language: &str) {
+    new_guest_for_wasi_builds_and_serves(language, &[], "wasi:http/proxy (WASI 0.2)").await;
+}
+
+/// `hostel new LANGUAGE my-app EXTRA..`, then build and serve it: a hello of `world`.
+async fn new_guest_for_wasi_builds_and_serves(language: &str, extra: &[&str], world: &str) {
     let work = tempfile::tempdir().unwrap();
-    let created = hostel(work.path(), &["new", language, "my-app"]);
+    let mut args = vec!["new", language, "my-app"];
+    args.extend(extra);
+    let created = hostel(work.path(), &args);
     assert!(created.contains("created my-app"), "{created}");
     // Built by a newer hostel than the one that scaffolded it: the build points the
     // scaffolded files at its own SDK (for Rust, the old folder would not even build).
@@ -86,6 +93,9 @@ async fn new_guest_builds_and_serves(language: &str) {
         dir.path().join("build/my-app.wasm"),
     )
     .unwrap();
+    std::fs::write(dir.path().join("hostel.toml"), &config).unwrap();
+    let checked = hostel(dir.path(), &["check", "--config", "hostel.toml"]);
+    assert!(checked.contains(world), "{checked}");
     let host = HostProcess::start_in(dir, &config).unwrap();
     let reply = get(&http1_client(), &host.url("/hi")).await.unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -119,6 +129,16 @@ async fn a_new_rust_guest_builds_and_serves() {
     new_guest_builds_and_serves("rust").await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_rust_wasi_0_3_service_builds_and_serves() {
+    new_guest_for_wasi_builds_and_serves(
+        "rust",
+        &["--wasi", "0.3"],
+        "wasi:http/service (WASI 0.3)",
+    )
+    .await;
+}
+
 #[test]
 fn build_and_new_refuse_what_they_cannot_do() {
     let work = tempfile::tempdir().unwrap();
@@ -132,6 +152,14 @@ fn build_and_new_refuse_what_they_cannot_do() {
     assert!(!status.success());
     assert!(stderr.contains("already exists"), "{stderr}");
 
+    let (status, stderr) =
+        run_hostel(&["new", "python", "async", "--wasi", "0.3"], work.path()).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("Python guests are WASI 0.2 handlers here"),
+        "{stderr}"
+    );
+    assert!(!work.path().join("async").exists(), "nothing written");
     let (status, stderr) = run_hostel(&["new", "cobol", "x"], work.path()).unwrap();
     assert!(!status.success());
     assert!(
