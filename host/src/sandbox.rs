@@ -10,8 +10,11 @@ use crate::fair_share::GuestShare;
 use crate::tenant::Tenant;
 use hyper::body::Bytes;
 use std::future::Future;
+use http_body_util::BodyExt;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::Instrument;
@@ -249,6 +252,8 @@ where
     let prepared = prepare(&mut store, handler, request, answer)
         .map_err(|e| Failure::Host(format!("{e:#}")))?;
 
+    let cut_off = CutOff::default();
+    let guest_cut_off = cut_off.clone();
     let (share, owner) = (store.data().cpu_share.clone(), tenant.clone());
     let guest_share = share.clone();
     let tenant = tenant.clone();
@@ -266,6 +271,9 @@ where
             Err(_elapsed) => Some(Failure::Timeout(timeout)),
             Ok(Err(e)) => Some(classify(&e, store.data(), timeout)),
         };
+        if failure.is_some() {
+            guest_cut_off.cut_off();
+        }
         // The store (and with it every resource the guest held) is dropped here, before the
         // admission permit is released.
         drop(store);
@@ -276,17 +284,25 @@ where
     // handlers finish within their first poll, so no task is spawned and no thread woken; a
     // guest still streaming its body after the headers goes on in a task of its own, and one
     // that turns out CPU-bound goes on among the background threads (see `fair_share`).
+    let grace_cut_off = cut_off.clone();
     let mut guest = Box::pin(async move {
         let run = owner.cpu.run(&share, Box::pin(guest.in_current_span()));
+        tokio::pin!(run);
         // The guest stops itself at its deadline; this one is for a background guest that
         // gets no CPU to do so (ordinary requests keeping every core busy).
-        match tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), run).await {
+        match tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), &mut run).await {
             Ok(Ok(failure)) => failure,
             Ok(Err(e)) => Some(Failure::Host(format!("the guest's task failed: {e}"))),
-            Err(_elapsed) => Some(Failure::Timeout(timeout)),
+            Err(_elapsed) => {
+                // Marked before `run`, and the store with it, is dropped.
+                grace_cut_off.cut_off();
+                Some(Failure::Timeout(timeout))
+            }
         }
     });
     let mut receiver = receiver;
+    // What a WASI 0.3 body must know to end in an error when its guest was stopped early.
+    let cut_off = matches!(handler, Handler::Http03(_)).then_some(cut_off);
     tokio::select! {
         biased;
         failure = &mut guest => match receiver.try_recv() {
@@ -294,7 +310,16 @@ where
                 if let Some(failure) = failure {
                     tracing::warn!("the guest failed after sending its response headers: {failure:?}");
                 }
-                Ok(response)
+                let Some(cut_off) = cut_off else {
+                    return Ok(response);
+                };
+                Ok(response.map(|body| DrivingBody::<std::future::Ready<Option<Failure>>> {
+                    body,
+                    guest: None,
+                    cut_off: Some(cut_off),
+                    span: tracing::Span::current(),
+                }
+                .boxed_unsync()))
             }
             Ok(Err(code)) => Err(Failure::GuestError(code)),
             Err(_) => Err(failure.unwrap_or(Failure::NoResponse)),
@@ -305,12 +330,109 @@ where
                 // it was moved there), and its outcome is on its way.
                 return Err(guest.await.unwrap_or(Failure::NoResponse));
             };
-            tokio::spawn(async move {
-                if let Some(failure) = guest.await {
-                    tracing::warn!("the guest failed while streaming its response: {failure:?}");
+            // The guest writes the rest of its body as the client reads it: hyper's polls of
+            // the body drive it.
+            response
+                .map(|response| {
+                    response.map(|body| {
+                        DrivingBody {
+                            body,
+                            guest: Some(guest),
+                            cut_off,
+                            span: tracing::Span::current(),
+                        }
+                        .boxed_unsync()
+                    })
+                })
+                .map_err(Failure::GuestError)
+        }
+    }
+}
+
+/// Set when the guest is stopped (deadline, trap, memory limit) — before its store, and the
+/// response body's stream with it, is dropped.
+#[derive(Clone, Default)]
+struct CutOff(Arc<AtomicBool>);
+
+impl CutOff {
+    fn cut_off(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn is_cut_off(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// A guest's response body that also drives the guest writing it: hyper polls the body on the
+/// connection's task, so the guest runs there too, rather than in a task of its own on another
+/// thread (no task spawned, no thread woken). A guest still running when the body has ended or
+/// the client has gone goes on in a task of its own until it ends.
+///
+/// A WASI 0.3 body (`cut_off` set) whose guest was stopped before it ended the body ends in an
+/// error, not cleanly: wasmtime ends a 0.3 body whose guest went away as if it were complete,
+/// and the client must be able to tell that it was cut short (HTTP/1.1: no last chunk;
+/// HTTP/2: a reset stream). A 0.3 guest that finished its body, went on working past its
+/// deadline and was stopped before the client had read the end is reported the same way.
+struct DrivingBody<G: Future<Output = Option<Failure>> + Send + 'static> {
+    body: HyperOutgoingBody,
+    guest: Option<Pin<Box<G>>>,
+    cut_off: Option<CutOff>,
+    span: tracing::Span,
+}
+
+impl<G: Future<Output = Option<Failure>> + Send + 'static> http_body::Body for DrivingBody<G> {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Some(guest) = this.guest.as_mut()
+            && let Poll::Ready(failure) = guest.as_mut().poll(cx)
+        {
+            this.guest = None;
+            if let Some(failure) = failure {
+                let _span = this.span.enter();
+                tracing::warn!("the guest failed while streaming its response: {failure:?}");
+            }
+        }
+        match std::task::ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+            None if this.cut_off.as_ref().is_some_and(CutOff::is_cut_off) => Poll::Ready(Some(
+                Err(wasmtime_wasi_http::Error::HttpResponseIncomplete),
+            )),
+            frame => Poll::Ready(frame),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream() && !self.cut_off.as_ref().is_some_and(CutOff::is_cut_off)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl<G: Future<Output = Option<Failure>> + Send + 'static> Drop for DrivingBody<G> {
+    fn drop(&mut self) {
+        let Some(guest) = self.guest.take() else {
+            return;
+        };
+        // Without a runtime (the host shutting down) the guest is dropped, and its store with it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(
+                async move {
+                    if let Some(failure) = guest.await {
+                        tracing::warn!(
+                            "the guest failed while streaming its response: {failure:?}"
+                        );
+                    }
                 }
-            }.in_current_span());
-            response.map_err(Failure::GuestError)
+                .instrument(self.span.clone()),
+            );
         }
     }
 }
