@@ -34,6 +34,8 @@ pub async fn sandbox_cost(
         .find(&name, path)
         .cloned()
         .with_context(|| format!("no app is mounted at {path} for host {authority}"))?;
+    // As when serving.
+    let _near = crate::server::TimerWheelKeeper::start();
     let mut samples = Vec::with_capacity(requests);
     for _ in 0..requests {
         let started = Instant::now();

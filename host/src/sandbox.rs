@@ -8,9 +8,9 @@ use crate::capabilities::shape::{HasView, RequestInfo};
 use crate::capabilities::{Parts, RequestCapabilities, StoreData, outbound_http, wasi};
 use crate::fair_share::GuestShare;
 use crate::tenant::Tenant;
+use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use std::future::Future;
-use http_body_util::BodyExt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -400,9 +400,9 @@ impl<G: Future<Output = Option<Failure>> + Send + 'static> http_body::Body for D
             }
         }
         match std::task::ready!(Pin::new(&mut this.body).poll_frame(cx)) {
-            None if this.cut_off.as_ref().is_some_and(CutOff::is_cut_off) => Poll::Ready(Some(
-                Err(wasmtime_wasi_http::Error::HttpResponseIncomplete),
-            )),
+            None if this.cut_off.as_ref().is_some_and(CutOff::is_cut_off) => {
+                Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpResponseIncomplete)))
+            }
             frame => Poll::Ready(frame),
         }
     }

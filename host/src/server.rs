@@ -16,6 +16,33 @@ use tokio::net::TcpListener;
 /// A client has this long to send a request's headers; slow-loris connections are closed.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Keeps a timer due within half a second on the runtime, for as long as it lives.
+///
+/// tokio wakes its parked I/O driver (a write to an eventfd, and a thread woken on another
+/// core) whenever a timer is registered that is due before every timer it already has. A
+/// request's deadline timers, seconds away, are then never the earliest: without this, each
+/// WASI 0.3 request — whose guest always waits once, for the client to read its body, and so
+/// registers its deadline — woke the driver twice.
+pub struct TimerWheelKeeper(tokio::task::JoinHandle<()>);
+
+impl TimerWheelKeeper {
+    pub fn start() -> TimerWheelKeeper {
+        TimerWheelKeeper(tokio::spawn(async {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+            }
+        }))
+    }
+}
+
+impl Drop for TimerWheelKeeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Serves every request on `listener` with `handle`.
 pub async fn serve<F, Fut, B>(
     listener: TcpListener,
@@ -41,6 +68,7 @@ where
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
+    let _near = TimerWheelKeeper::start();
 
     loop {
         let (stream, peer) = tokio::select! {

@@ -186,6 +186,17 @@ async fn no_free_sandbox_slot_gets_503_and_the_slot_comes_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tenant_saturated_with_busy_loops_does_not_starve_another() {
+    busy_tenant_does_not_starve_another("guest-spin", "/x").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_saturated_with_wasi_0_3_busy_loops_does_not_starve_another() {
+    busy_tenant_does_not_starve_another("guest-service-p3", "/spin").await;
+}
+
+/// Tenant A keeps all 8 requests of its quota in `spin_guest`'s busy loop at `spin_path`;
+/// tenant B, a WASI 0.2 hello, is served all along, and A's loops run at a lower priority.
+async fn busy_tenant_does_not_starve_another(spin_guest: &str, spin_path: &str) {
     let config = format!(
         "[server]\ncode_cache = {cache}\n\
          [tenants.a]\nhosts = [\"a.test\"]\nlimits = {{ timeout = \"4s\", concurrency = 8 }}\n\
@@ -193,13 +204,13 @@ async fn a_tenant_saturated_with_busy_loops_does_not_starve_another() {
          [tenants.b]\nhosts = [\"b.test\"]\n\
          apps.hello = {{ route = \"/\", component = {hello} }}\n",
         cache = toml_path(&shared_code_cache()),
-        spin = toml_path(&guest("guest-spin")),
+        spin = toml_path(&guest(spin_guest)),
         hello = toml_path(&guest("hello")),
     );
     let host = HostProcess::start(&config).unwrap();
     let client = http1_client();
     let as_tenant = |name: &str| {
-        http::Request::get(host.url("/x"))
+        http::Request::get(host.url(spin_path))
             .header("host", format!("{name}.test"))
             .body(Default::default())
             .unwrap()
