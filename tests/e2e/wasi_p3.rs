@@ -337,19 +337,32 @@ async fn a_wasi_0_3_guest_cannot_make_the_host_hold_more_than_its_memory_limit_i
     // the calls past 32 MiB are refused as values, the others run once Redis resumes.
     redis.cli(&["CLIENT", "PAUSE", "1500", "WRITE"]).unwrap();
     let flood = ok_text(&client, &host.url("/probe/flood?n=64&size=1048576")).await;
-    let (ok, refused) = flood
-        .trim()
-        .strip_prefix("ok ")
-        .and_then(|rest| rest.split_once(" refused "))
-        .map(|(ok, refused)| (ok.parse::<u32>().unwrap(), refused.parse::<u32>().unwrap()))
-        .unwrap_or_else(|| panic!("{flood}"));
-    // Each call holds its 1 MiB value and a little more (key, lengths): 31 fit in 32 MiB.
+    let (ok, refused) = counts(&flood);
+    // Each call holds its 1 MiB value and a little more (key, lengths, the host's state for
+    // the call): 31 fit in 32 MiB.
     assert_eq!((ok, refused), (31, 33), "{flood}");
+    // Small calls count what the host holds for each too: 40,000 empty SETs started at once
+    // do not all get in either.
+    redis.cli(&["CLIENT", "PAUSE", "1500", "WRITE"]).unwrap();
+    let flood = ok_text(&client, &host.url("/probe/flood?n=40000&size=0")).await;
+    let (ok, refused) = counts(&flood);
+    assert_eq!(ok + refused, 40000, "{flood}");
+    assert!(ok > 0 && refused > 0, "{flood}");
     // The budget is the request's: the next request starts with all of it.
     assert_eq!(
         ok_text(&client, &host.url("/probe/flood?n=8&size=1048576")).await,
         "ok 8 refused 0\n"
     );
+}
+
+/// `ok A refused B` as (A, B).
+fn counts(flood: &str) -> (u32, u32) {
+    flood
+        .trim()
+        .strip_prefix("ok ")
+        .and_then(|rest| rest.split_once(" refused "))
+        .map(|(ok, refused)| (ok.parse().unwrap(), refused.parse().unwrap()))
+        .unwrap_or_else(|| panic!("{flood}"))
 }
 
 /// The standard config, with the guest built with the Spin Rust SDK 7 at `/spin-sdk7` of the

@@ -146,13 +146,18 @@ impl CallBudget {
     /// The refusal a call over the budget gets, as a message for the guest.
     pub fn refusal(&self, bytes: usize) -> String {
         format!(
-            "too much in flight: this call's {bytes} bytes of arguments and those of the calls \
-             already in flight would pass the request's memory limit of {} bytes; await some \
-             calls before starting more",
+            "too much in flight: this call's {bytes} bytes (its arguments and the host's state \
+             for it) and those of the calls already in flight would pass the request's memory \
+             limit of {} bytes; await some calls before starting more",
             self.0.limit
         )
     }
 }
+
+/// What a call in flight holds in the host beyond its arguments (its future in the store's
+/// event loop, a command queued on a connection), counted against the [`CallBudget`] so that
+/// calls with small arguments cannot be started without bound either.
+pub const CALL_OVERHEAD: usize = 1024;
 
 /// Bytes of a [`CallBudget`] held by one call in flight.
 pub struct Reservation {
@@ -331,7 +336,8 @@ macro_rules! resource_calls {
                     resource: $resource,
                     $($param: $type),*
                 ) -> ::wasmtime::Result<Result<$ok, $error>> {
-                    let bytes = 0 $(+ $crate::capabilities::shape::Footprint::footprint(&$param))*;
+                    let bytes = $crate::capabilities::shape::CALL_OVERHEAD
+                        $(+ $crate::capabilities::shape::Footprint::footprint(&$param))*;
                     let reserved = store.with(|mut access| {
                         let view = access.get();
                         view.calls.reserve(bytes).ok_or_else(|| view.calls.refusal(bytes))
