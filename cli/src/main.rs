@@ -130,7 +130,7 @@ enum Command {
     New {
         language: hostel_guest_tools::Language,
         name: PathBuf,
-        /// `0.3` writes a WASI 0.3 service (`async fn` handler, async pool calls; Rust).
+        /// `0.3` writes a WASI 0.3 service (an async handler, async pool calls; Rust, Python).
         #[arg(long, value_enum, default_value = "0.2")]
         wasi: hostel_guest_tools::Wasi,
     },

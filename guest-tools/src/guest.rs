@@ -88,12 +88,21 @@ pub enum Wasi {
     /// A `wasi:http/proxy` handler (every language).
     #[value(name = "0.2")]
     V0_2,
-    /// A `wasi:http/service` with `async fn` handlers and async pool calls (Rust).
+    /// A `wasi:http/service` with async handlers and async pool calls (Rust, Python).
     #[value(name = "0.3")]
     V0_3,
 }
 
 impl World {
+    /// The world's name for a guest of `language` written for `wasi`.
+    pub fn name_for(self, language: Language, wasi: Wasi) -> &'static str {
+        match (self, wasi) {
+            (World::Hostel, Wasi::V0_3) => "hostel:host/service@0.2.0",
+            (World::Proxy, Wasi::V0_3) => "wasi:http/service@0.3.2",
+            (_, Wasi::V0_2) => self.name(language),
+        }
+    }
+
     /// The world's name for a toolchain; JavaScript guests name wasi:http 0.2.10.
     pub fn name(self, language: Language) -> &'static str {
         match (self, language) {

@@ -45,7 +45,14 @@ pub fn build(dir: &Path, world: World) -> Result<PathBuf> {
     match language {
         // A Rust guest imports only the interfaces its code uses: one world fits all.
         Language::Rust => rust::build(dir, &name, &out)?,
-        Language::Python => python::build(dir, &out, world.name(language))?,
+        Language::Python => {
+            let wasi = if python::is_service(dir)? {
+                Wasi::V0_3
+            } else {
+                Wasi::V0_2
+            };
+            python::build(dir, &out, world.name_for(language, wasi))?
+        }
         Language::Js => js::build(dir, "app.js", &out, world.name(language))?,
         Language::Ts => js::build(dir, "app.ts", &out, world.name(language))?,
         Language::C => c::build(dir, &name, &out, world)?,

@@ -4,12 +4,35 @@
 use crate::fresh::up_to_date;
 use crate::sdk::{sdk_dir, tools_dir};
 use crate::steps::{run, say};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The componentize-py release Python guests are built with.
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+
+/// Module names for Hostel's interfaces in a WASI 0.3 build, where both versions of
+/// `hostel:host` are present: the 0.1.0 types keep the names the WASI 0.2 SDK imports them by.
+const SERVICE_MODULES: [&str; 4] = [
+    "hostel:host/redis@0.1.0=redis",
+    "hostel:host/postgres@0.1.0=postgres",
+    "hostel:host/redis@0.2.0=redis_async",
+    "hostel:host/postgres@0.2.0=postgres_async",
+];
+
+/// Whether the Python guest in `dir` is a WASI 0.3 service: its `app.py` defines `Handler`
+/// (what componentize-py exports as `wasi:http/handler@0.3`) rather than `IncomingHandler`.
+pub(crate) fn is_service(dir: &Path) -> Result<bool> {
+    let app = std::fs::read_to_string(dir.join("app.py"))
+        .with_context(|| format!("cannot read {}", dir.join("app.py").display()))?;
+    Ok(app.lines().any(|line| {
+        let line = line.trim_start_matches("class ").trim_start();
+        line.starts_with("Handler =")
+            || line.starts_with("Handler=")
+            || line.starts_with("Handler(")
+            || line.starts_with("Handler:")
+    }))
+}
 
 pub(crate) fn build(dir: &Path, out: &Path, world: &str) -> Result<()> {
     if up_to_date(dir, out) {
@@ -21,10 +44,16 @@ pub(crate) fn build(dir: &Path, out: &Path, world: &str) -> Result<()> {
         "componentizing {} (Python, componentize-py; ~10 s)",
         dir.display()
     ));
+    let mut command = Command::new(componentize);
+    command.arg("-d").arg(sdk.join("wit"));
+    if is_service(dir)? {
+        command.arg("-d").arg(sdk.join("wit/service"));
+        for name in SERVICE_MODULES {
+            command.args(["--import-interface-name", name]);
+        }
+    }
     run(
-        Command::new(componentize)
-            .arg("-d")
-            .arg(sdk.join("wit"))
+        command
             .args(["-w", world, "componentize", "app", "-p"])
             .arg(dir)
             .arg("-p")

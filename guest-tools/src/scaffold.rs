@@ -13,13 +13,12 @@ pub fn new(language: Language, wasi: Wasi, dir: &Path) -> Result<()> {
     if dir.exists() {
         bail!("{} already exists: choose a new name", dir.display());
     }
-    if wasi == Wasi::V0_3 && language != Language::Rust {
+    if wasi == Wasi::V0_3 && !matches!(language, Language::Rust | Language::Python) {
         bail!(
-            "{} guests are WASI 0.2 handlers here: Hostel's WASI 0.3 SDK is for Rust (`hostel \
-             new rust {} --wasi 0.3`); leave out `--wasi 0.3` for a WASI 0.2 {} guest, which \
-             Hostel serves alike",
+            "{} guests are WASI 0.2 handlers: its toolchain cannot build WASI 0.3 components \
+             yet (Hostel's WASI 0.3 SDKs are for Rust and Python); leave out `--wasi 0.3` for \
+             a WASI 0.2 {} guest, which Hostel serves alike",
             language.name(),
-            dir.display(),
             language.name()
         );
     }
@@ -55,7 +54,14 @@ pub fn new(language: Language, wasi: Wasi, dir: &Path) -> Result<()> {
             (".gitignore", "target/\nbuild/\n".into()),
         ],
         Language::Python => vec![
-            ("app.py", PYTHON_HELLO.into()),
+            (
+                "app.py",
+                match wasi {
+                    Wasi::V0_2 => PYTHON_HELLO,
+                    Wasi::V0_3 => PYTHON_SERVICE_HELLO,
+                }
+                .into(),
+            ),
             (".gitignore", "build/\n__pycache__/\n".into()),
         ],
         Language::Js => vec![
@@ -145,6 +151,16 @@ def hello(req: hostel.Request) -> hostel.Response:
 
 
 IncomingHandler = hostel.handler(hello)
+"#;
+
+const PYTHON_SERVICE_HELLO: &str = r#"import hostel_service
+
+
+async def hello(req: hostel_service.Request) -> hostel_service.Response:
+    return hostel_service.Response.text(200, f"Hello from Hostel! You asked for {req.path}\n")
+
+
+Handler = hostel_service.service(hello)
 "#;
 
 const JS_HELLO: &str = r#"import { serve, text } from "hostel";

@@ -1,14 +1,14 @@
-//! One conformance suite for every guest language, and for Rust as WASI 0.2 handlers and as
-//! WASI 0.3 services (`rust-p3`, the `*-p3` examples): the same requests against each
+//! One conformance suite for every guest language, and for Rust and Python as WASI 0.2 handlers
+//! and as WASI 0.3 services (`rust-p3`, `python-p3`: the `*-p3` examples): the same requests against each
 //! language's examples (`hello`, a key-value `counter` and a Redis `redis-counter` that count
 //! by a `wasi:config` variable, an outbound `aggregator`), the same expected answers. Adding a language means adding it to
 //! [`LANGUAGES`] and building its examples; a missing example fails the suite.
 
 use hostel_tests::*;
 
-/// Every language with examples under `components/` (`rust-p3`: the Rust examples built as
-/// WASI 0.3 services, `components/NAME-p3`).
-const LANGUAGES: &[&str] = &["rust", "rust-p3", "python", "js", "c"];
+/// Every language with examples under `components/` (`rust-p3`, `python-p3`: the examples
+/// built as WASI 0.3 services, `components/NAME-p3`, `components/python/NAME-p3`).
+const LANGUAGES: &[&str] = &["rust", "rust-p3", "python", "python-p3", "js", "c"];
 
 /// The example apps every language provides, mounted at `/LANGUAGE/APP`.
 const APPS: &[&str] = &["hello", "counter", "redis-counter", "aggregator"];

@@ -139,6 +139,16 @@ async fn a_new_rust_wasi_0_3_service_builds_and_serves() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_python_wasi_0_3_service_builds_and_serves() {
+    new_guest_for_wasi_builds_and_serves(
+        "python",
+        &["--wasi", "0.3"],
+        "wasi:http/service (WASI 0.3)",
+    )
+    .await;
+}
+
 #[test]
 fn build_and_new_refuse_what_they_cannot_do() {
     let work = tempfile::tempdir().unwrap();
@@ -153,10 +163,10 @@ fn build_and_new_refuse_what_they_cannot_do() {
     assert!(stderr.contains("already exists"), "{stderr}");
 
     let (status, stderr) =
-        run_hostel(&["new", "python", "async", "--wasi", "0.3"], work.path()).unwrap();
+        run_hostel(&["new", "js", "async", "--wasi", "0.3"], work.path()).unwrap();
     assert!(!status.success());
     assert!(
-        stderr.contains("Python guests are WASI 0.2 handlers here"),
+        stderr.contains("JavaScript guests are WASI 0.2 handlers"),
         "{stderr}"
     );
     assert!(!work.path().join("async").exists(), "nothing written");

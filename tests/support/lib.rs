@@ -106,15 +106,17 @@ pub fn guest(crate_name: &str) -> PathBuf {
     path
 }
 
-/// A guest of `language` (`rust`, `rust-p3`, `python`, …) from `components/` or the test guests, e.g.
+/// A guest of `language` (`rust`, `python`, …, or `rust-p3`, `python-p3` for their WASI 0.3 examples) from `components/` or the test guests, e.g.
 /// `example("python", "counter")`. Panics, naming the file, when that language's build has not
 /// produced it: a missing example fails the test that wanted it.
 pub fn example(language: &str, name: &str) -> PathBuf {
-    match language {
-        "rust" => return guest(name),
-        // The Rust examples as WASI 0.3 services: `components/NAME-p3`.
-        "rust-p3" => return guest(&format!("{name}-p3")),
-        _ => {}
+    // `LANGUAGE-p3`: that language's examples as WASI 0.3 services, named `NAME-p3`.
+    let (language, name) = match language.strip_suffix("-p3") {
+        Some(base) => (base, format!("{name}-p3")),
+        None => (language, name.to_string()),
+    };
+    if language == "rust" {
+        return guest(&name);
     }
     // An example, else a test guest; `hostel build` leaves it in its folder's build/.
     let mut folder = repo_root().join(format!("components/{language}/{name}"));

@@ -13,7 +13,19 @@ client) and `hostel.config` (the tenant's variables and secrets). Every host cal
 synchronous: a sandbox lives for one request.
 """
 
+from typing import Any
+
 from .errors import HostError
-from .http import Request, Response, handler
 
 __all__ = ["HostError", "Request", "Response", "handler"]
+
+
+def __getattr__(name: str) -> Any:
+    # `hostel.http` needs the WASI 0.2 bindings: imported only when used, so that a WASI 0.3
+    # service (`hostel_service`) can use `hostel.kv`, `hostel.config` and the value helpers of
+    # `hostel.redis` and `hostel.pg`, which both editions share.
+    if name in ("Request", "Response", "handler"):
+        from . import http
+
+        return getattr(http, name)
+    raise AttributeError(f"module 'hostel' has no attribute {name!r}")

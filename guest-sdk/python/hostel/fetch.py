@@ -6,7 +6,6 @@
 Only hosts granted in the config (`grants.outbound`) can be reached; others fail at once.
 """
 
-from dataclasses import dataclass
 from typing import List, Optional, Union
 from urllib.parse import urlsplit
 
@@ -14,16 +13,10 @@ from componentize_py_types import Err, Ok
 from wit_world.imports import outgoing_handler, types
 
 from .errors import HostError
+from .reply import Reply
 from .http import read_all
 
 
-@dataclass
-class Reply:
-    status: int
-    body: bytes
-
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
 
 
 def _start(url: str) -> types.FutureIncomingResponse:

@@ -77,14 +77,19 @@ class DbError(HostError):
         self.extra = error.detail
 
 
+def _error(error: Err) -> HostError:
+    """A binding's error: a server-side failure as a `DbError`, others as a `HostError`."""
+    if isinstance(error.value, wit.Error_Db):
+        return DbError(error.value.value)
+    return from_wit(error.value)
+
+
 def _run(fn: Any, *args: Any) -> Any:
-    """Calls a binding; a server-side failure becomes a `DbError`, others a `HostError`."""
+    """Calls a binding, raising its error as `_error` says."""
     try:
         return fn(*args)
     except Err as e:
-        if isinstance(e.value, wit.Error_Db):
-            raise DbError(e.value.value) from None
-        raise from_wit(e.value) from None
+        raise _error(e) from None
 
 
 class _Statements:
