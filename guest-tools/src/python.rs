@@ -21,17 +21,24 @@ const SERVICE_MODULES: [&str; 4] = [
 ];
 
 /// Whether the Python guest in `dir` is a WASI 0.3 service: its `app.py` defines `Handler`
-/// (what componentize-py exports as `wasi:http/handler@0.3`) rather than `IncomingHandler`.
+/// (what componentize-py exports as `wasi:http/handler@0.3`) and not `IncomingHandler` (the
+/// WASI 0.2 export, which wins: a 0.2 module may name a type alias `Handler`).
 pub(crate) fn is_service(dir: &Path) -> Result<bool> {
     let app = std::fs::read_to_string(dir.join("app.py"))
         .with_context(|| format!("cannot read {}", dir.join("app.py").display()))?;
-    Ok(app.lines().any(|line| {
-        let line = line.trim_start_matches("class ").trim_start();
-        line.starts_with("Handler =")
-            || line.starts_with("Handler=")
-            || line.starts_with("Handler(")
-            || line.starts_with("Handler:")
-    }))
+    Ok(defines_service(&app))
+}
+
+/// [`is_service`] on the source of `app.py`.
+fn defines_service(app: &str) -> bool {
+    let defines = |name: &str| {
+        app.lines().any(|line| {
+            let line = line.strip_prefix("class ").unwrap_or(line);
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.trim_start().starts_with(['=', '(', ':']))
+        })
+    };
+    defines("Handler") && !defines("IncomingHandler")
 }
 
 pub(crate) fn build(dir: &Path, out: &Path, world: &str) -> Result<()> {
@@ -93,4 +100,24 @@ fn need_componentize_py() -> Result<PathBuf> {
         "pip install componentize-py",
     )?;
     Ok(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::defines_service as with_app;
+
+    #[test]
+    fn a_module_defining_handler_is_a_wasi_0_3_service_unless_it_defines_incoming_handler() {
+        assert!(with_app("Handler = hostel_service.service(hello)\n"));
+        assert!(with_app("class Handler(exports.Handler):\n    pass\n"));
+        assert!(!with_app("IncomingHandler = hostel.handler(hello)\n"));
+        assert!(!with_app(
+            "Handler = Callable[[Request], Response]\nIncomingHandler = hostel.handler(h)\n"
+        ));
+        assert!(!with_app("MyHandler = 1\nhandler = 2\n"));
+        assert!(
+            !with_app("    Handler = 1\n"),
+            "only top-level definitions count"
+        );
+    }
 }
