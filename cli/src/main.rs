@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use hostel::admin::Admin;
 use hostel::admin::deployments::DeploymentStore;
 use hostel::config::Config;
-use hostel::{Host, engine, request, server};
+use hostel::{Host, request, server};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -307,7 +307,7 @@ fn serve(config: Config) -> Result<()> {
         .map(|admin| Admin::start(host.clone(), admin).map(Arc::new))
         .transpose()
         .with_context(|| format!("{}: [admin]", config.source.display()))?;
-    engine::start_epoch_ticker(host.engine());
+    host.engines().start_epoch_tickers();
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -378,7 +378,7 @@ fn measure(config: &Config, authority: &str, path: &str, requests: usize) -> Res
         .enable_all()
         .build()?;
     let host = Host::load(config)?;
-    engine::start_epoch_ticker(host.engine());
+    host.engines().start_epoch_tickers();
     runtime.block_on(async {
         // Warm up: first touches of the pool's slots and of the code pages.
         hostel::measure::sandbox_cost(&host, authority, path, requests.min(500)).await?;

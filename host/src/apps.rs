@@ -3,7 +3,9 @@
 //! with where each app came from.
 
 use crate::capabilities;
+use crate::capabilities::shape::WasiReleases;
 use crate::code_cache::CodeCache;
+use crate::engine::Engines;
 use crate::sandbox::{Handler, SandboxState};
 use crate::tenant::Tenant;
 use anyhow::{Context, Result};
@@ -29,21 +31,37 @@ pub enum Source<'a> {
 
 /// Turns components into ready apps: everything a load needs that outlives one app.
 pub struct AppLoader {
+    /// For WASI 0.2 components: an engine without the component model's concurrency.
+    wasi_0_2: Linking,
+    /// For WASI 0.3 components (and any other that needs async functions, streams, futures).
+    wasi_0_3: Linking,
+}
+
+/// An engine, its linker (every capability's interfaces, see [`crate::capabilities`]) and its
+/// code cache.
+struct Linking {
     engine: Engine,
     linker: Linker<SandboxState>,
     cache: CodeCache,
 }
 
-impl AppLoader {
-    /// Every app is linked against one linker: every capability's interfaces (see
-    /// [`crate::capabilities`]), for WASI 0.2.x and 0.3.x guests alike.
-    pub fn new(engine: &Engine, code_cache: &Path) -> Result<AppLoader> {
+impl Linking {
+    fn new(engine: &Engine, releases: WasiReleases, code_cache: &Path) -> Result<Linking> {
         let mut linker = Linker::new(engine);
-        capabilities::add_to_linker(&mut linker)?;
-        Ok(AppLoader {
+        capabilities::add_to_linker(&mut linker, releases)?;
+        Ok(Linking {
             engine: engine.clone(),
             linker,
             cache: CodeCache::new(code_cache, engine)?,
+        })
+    }
+}
+
+impl AppLoader {
+    pub fn new(engines: &Engines, code_cache: &Path) -> Result<AppLoader> {
+        Ok(AppLoader {
+            wasi_0_2: Linking::new(&engines.wasi_0_2, WasiReleases::V0_2, code_cache)?,
+            wasi_0_3: Linking::new(&engines.wasi_0_3, WasiReleases::V0_3, code_cache)?,
         })
     }
 
@@ -69,18 +87,26 @@ impl AppLoader {
             Source::File(path) => format!("component {}", path.display()),
             Source::Bytes(_) => "component".to_string(),
         };
-        let (component, _) = self
-            .cache
-            .component(&self.engine, wasm)
-            .with_context(describe)?;
-        let instance_pre = self
+        // A component the WASI 0.2 engine cannot compile uses the component model's async
+        // features: the WASI 0.3 engine takes it, or says why it is invalid.
+        let (linking, component) = match self.wasi_0_2.cache.component(&self.wasi_0_2.engine, wasm)
+        {
+            Ok((component, _)) => (&self.wasi_0_2, component),
+            Err(_) => {
+                let (component, _) = (self.wasi_0_3.cache)
+                    .component(&self.wasi_0_3.engine, wasm)
+                    .with_context(describe)?;
+                (&self.wasi_0_3, component)
+            }
+        };
+        let instance_pre = linking
             .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .context(
                 "it imports something this host does not provide (Hostel provides WASI 0.2.x and \
-                 0.3.x, `wasi:http`, `wasi:keyvalue/*@0.2.0-draft2`, `wasi:config/store` and \
-                 `hostel:host/*`; 0.3 guests get the WASI ones only)",
+                 0.3.x, `wasi:http`, `wasi:keyvalue/*@0.2.0-draft2`, `wasi:config/store`, \
+                 `hostel:host/*@0.1.0` and, to WASI 0.3 components, `hostel:host/*@0.2.0`)",
             )
             .with_context(describe)?;
         let handler = Handler::new(instance_pre).with_context(describe)?;

@@ -5,6 +5,7 @@
 //! linear memory is initialised copy-on-write from the compiled image, so a new sandbox per
 //! request costs a few page mappings rather than a fresh allocation and a memcpy.
 
+use crate::capabilities::shape::WasiReleases;
 use anyhow::{Context, Result};
 use std::time::Duration;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -25,11 +26,17 @@ pub struct EngineSizing {
     pub keep_resident: u64,
 }
 
-pub fn build_engine(sizing: EngineSizing) -> Result<Engine> {
+/// Builds the engine for the apps of `releases`. WASI 0.3 needs the component model's
+/// concurrency (async functions, `stream`, `future`); with it every guest call goes through the
+/// store's concurrent event loop, which costs a WASI 0.2 hello ~4 µs per request (measured with
+/// `hostel measure`), so WASI 0.2 apps get an engine without it.
+pub fn build_engine(sizing: EngineSizing, releases: WasiReleases) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
-    // WASI 0.3 components: async functions, `stream` and `future` (WASI 0.2 ones pay nothing).
-    config.wasm_component_model_async(true);
+    match releases {
+        WasiReleases::V0_2 => _ = config.concurrency_support(false),
+        WasiReleases::V0_3 => _ = config.wasm_component_model_async(true),
+    }
     config.epoch_interruption(true);
     config.memory_init_cow(true);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
@@ -66,6 +73,27 @@ pub fn build_engine(sizing: EngineSizing) -> Result<Engine> {
     Engine::new(&config)
         .map_err(anyhow::Error::from)
         .context("cannot set up the wasm engine (the pooling allocator reserves virtual memory per instance: lower `server.max_instances` if this machine limits address space)")
+}
+
+/// The two engines of the process: apps are compiled for one or the other.
+pub struct Engines {
+    pub wasi_0_2: Engine,
+    pub wasi_0_3: Engine,
+}
+
+impl Engines {
+    pub fn build(sizing: EngineSizing) -> Result<Engines> {
+        Ok(Engines {
+            wasi_0_2: build_engine(sizing, WasiReleases::V0_2)?,
+            wasi_0_3: build_engine(sizing, WasiReleases::V0_3)?,
+        })
+    }
+
+    /// Starts the epoch ticker of each.
+    pub fn start_epoch_tickers(&self) {
+        start_epoch_ticker(&self.wasi_0_2);
+        start_epoch_ticker(&self.wasi_0_3);
+    }
 }
 
 /// Advances the engine's epoch forever, from one thread for the whole process; every

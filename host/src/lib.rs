@@ -44,11 +44,10 @@ use router::Router;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use tenant::Tenant;
-use wasmtime::Engine;
 
 /// Everything a running host shares between requests.
 pub struct Host {
-    engine: Engine,
+    engines: engine::Engines,
     /// Swapped whole when the set of apps changes: a request routes on the router it loaded,
     /// so it finishes on the app version it started with.
     router: ArcSwap<Router>,
@@ -73,12 +72,12 @@ impl Host {
             .map(|t| t.limits.memory)
             .max()
             .unwrap_or(limits::DEFAULT_MEMORY);
-        let engine = engine::build_engine(EngineSizing {
+        let engines = engine::Engines::build(EngineSizing {
             max_instances: config.max_instances,
             max_memory,
             keep_resident: config.memory_keep_resident,
         })?;
-        let loader = AppLoader::new(&engine, &config.code_cache)?;
+        let loader = AppLoader::new(&engines, &config.code_cache)?;
 
         let mut servers = Servers::default();
         let grants: Vec<_> = (config.tenants.iter())
@@ -132,7 +131,7 @@ impl Host {
             &listed_hosts,
         );
         Ok(Host {
-            engine,
+            engines,
             router: ArcSwap::from_pointee(router),
             servers,
             tenants,
@@ -153,8 +152,8 @@ impl Host {
         self.servers.close();
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    pub fn engines(&self) -> &engine::Engines {
+        &self.engines
     }
 
     /// The router of this moment. Hold it only for one lookup.

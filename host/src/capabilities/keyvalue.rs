@@ -18,7 +18,9 @@ pub use embedded::EmbeddedStore;
 
 use super::grants::{Grants, Refusal, granted_names};
 use super::servers::Servers;
-use super::shape::{Capability, ConfigFile, HasView, RequestInfo, TenantInfo, host_view};
+use super::shape::{
+    Capability, ConfigFile, HasView, RequestInfo, TenantInfo, WasiReleases, host_view,
+};
 use crate::names;
 use crate::sections::Table;
 use anyhow::Result;
@@ -127,7 +129,7 @@ impl Capability for KeyValue {
         Ok(())
     }
 
-    fn add_to_linker<T: HasView<Self>>(linker: &mut Linker<T>) -> Result<()> {
+    fn add_to_linker<T: HasView<Self>>(linker: &mut Linker<T>, _: WasiReleases) -> Result<()> {
         store::add_to_linker::<_, ViewData>(linker, view::<T>)?;
         atomics::add_to_linker::<_, ViewData>(linker, view::<T>)?;
         batch::add_to_linker::<_, ViewData>(linker, view::<T>)?;

@@ -145,8 +145,11 @@ macro_rules! capabilities {
         }
 
         /// Adds every capability's interfaces to `linker`.
-        pub fn add_to_linker<T: StoreData>(linker: &mut Linker<T>) -> Result<()> {
-            $(<$capability as Capability>::add_to_linker(linker)?;)*
+        pub fn add_to_linker<T: StoreData>(
+            linker: &mut Linker<T>,
+            releases: shape::WasiReleases,
+        ) -> Result<()> {
+            $(<$capability as Capability>::add_to_linker(linker, releases)?;)*
             Ok(())
         }
 

@@ -27,7 +27,8 @@ pub use pool::RedisPool;
 use super::grants::{Grants, Refusal};
 use super::servers::{self, PoolConfig, PoolKind, Servers};
 use super::shape::{
-    Capability, ConfigFile, HasView, RequestInfo, TenantInfo, host_view, resource_calls,
+    Capability, ConfigFile, HasView, RequestInfo, TenantInfo, WasiReleases, host_view,
+    resource_calls,
 };
 use crate::sections::Table;
 use anyhow::Result;
@@ -176,9 +177,15 @@ impl Capability for Redis {
         Ok(())
     }
 
-    fn add_to_linker<T: HasView<Self>>(linker: &mut Linker<T>) -> Result<()> {
+    fn add_to_linker<T: HasView<Self>>(
+        linker: &mut Linker<T>,
+        releases: WasiReleases,
+    ) -> Result<()> {
         wit::add_to_linker::<_, ViewData>(linker, view::<T>)?;
-        wit_async::add_to_linker::<_, ViewData>(linker, view::<T>)?;
+        // The async edition's concurrent host functions need the WASI 0.3 engine.
+        if releases == WasiReleases::V0_3 {
+            wit_async::add_to_linker::<_, ViewData>(linker, view::<T>)?;
+        }
         Ok(())
     }
 }

@@ -70,8 +70,22 @@ pub trait Capability: Sized + Send + Sync + 'static {
     /// Builds one request's state, owned by its sandbox's store.
     fn request(tenant: &Self::Tenant, request: &RequestInfo<'_>) -> Result<Self::Request>;
 
-    /// Adds its interfaces to the linker every app is linked with.
-    fn add_to_linker<T: HasView<Self>>(linker: &mut Linker<T>) -> Result<()>;
+    /// Adds its interfaces to a linker apps are linked with: one for WASI 0.2 apps, one for
+    /// WASI 0.3 apps (`releases` says which).
+    fn add_to_linker<T: HasView<Self>>(
+        linker: &mut Linker<T>,
+        releases: WasiReleases,
+    ) -> Result<()>;
+}
+
+/// The WASI releases a linker serves. WASI 0.2 apps run on an engine without the component
+/// model's concurrency (a plain call per guest call, measurably cheaper); WASI 0.3 apps need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WasiReleases {
+    /// WASI 0.2.x only.
+    V0_2,
+    /// WASI 0.3.x, and 0.2.x imports beside it (a 0.3 guest's standard library may use them).
+    V0_3,
 }
 
 /// What a capability may read of the config file beyond its own sections.

@@ -3,7 +3,7 @@
 //! implementation is wasmtime's own (`wasmtime-wasi-config`); tenant state is the values.
 
 use super::servers::Servers;
-use super::shape::{Capability, ConfigFile, HasView, RequestInfo, TenantInfo};
+use super::shape::{Capability, ConfigFile, HasView, RequestInfo, TenantInfo, WasiReleases};
 use crate::secrets::Secret;
 use crate::sections::Table;
 use anyhow::{Result, bail};
@@ -67,7 +67,7 @@ impl Capability for Variables {
         Ok(())
     }
 
-    fn add_to_linker<T: HasView<Self>>(linker: &mut Linker<T>) -> Result<()> {
+    fn add_to_linker<T: HasView<Self>>(linker: &mut Linker<T>, _: WasiReleases) -> Result<()> {
         wasmtime_wasi_config::add_to_linker(linker, |store: &mut T| {
             WasiConfig::new(store.view().tenant)
         })?;

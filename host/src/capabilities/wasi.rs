@@ -9,7 +9,7 @@
 pub mod guest_log;
 
 use super::servers::Servers;
-use super::shape::{Capability, ConfigFile, HasView, RequestInfo, TenantInfo, View};
+use super::shape::{Capability, ConfigFile, HasView, RequestInfo, TenantInfo, View, WasiReleases};
 use crate::sections::Table;
 use anyhow::{Context, Result, bail};
 use guest_log::{GuestLog, Stream};
@@ -91,9 +91,14 @@ impl Capability for Wasi {
     }
 
     /// WASI 0.2 and 0.3 both, on the one context: a grant means the same in either.
-    fn add_to_linker<T: HasView<Self>>(linker: &mut Linker<T>) -> Result<()> {
+    fn add_to_linker<T: HasView<Self>>(
+        linker: &mut Linker<T>,
+        releases: WasiReleases,
+    ) -> Result<()> {
         wasmtime_wasi::p2::add_to_linker_async(linker)?;
-        wasmtime_wasi::p3::add_to_linker(linker)?;
+        if releases == WasiReleases::V0_3 {
+            wasmtime_wasi::p3::add_to_linker(linker)?;
+        }
         Ok(())
     }
 }

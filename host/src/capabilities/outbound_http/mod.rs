@@ -12,7 +12,7 @@
 pub mod egress;
 
 use super::servers::Servers;
-use super::shape::{Capability, ConfigFile, HasView, RequestInfo, TenantInfo, View};
+use super::shape::{Capability, ConfigFile, HasView, RequestInfo, TenantInfo, View, WasiReleases};
 use crate::body::BetweenBytes;
 use crate::sections::Table;
 use anyhow::Result;
@@ -107,10 +107,15 @@ impl Capability for OutboundHttp {
 
     /// `wasi:http` 0.2 and 0.3 both send through the same hooks: one client, allow-list,
     /// timeouts and quota for either.
-    fn add_to_linker<T: HasView<Self>>(linker: &mut Linker<T>) -> Result<()> {
+    fn add_to_linker<T: HasView<Self>>(
+        linker: &mut Linker<T>,
+        releases: WasiReleases,
+    ) -> Result<()> {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
-        p3_http::types::add_to_linker::<T, WasiHttp>(linker, T::http)?;
-        p3_http::client::add_to_linker::<T, Client03>(linker, T::http)?;
+        if releases == WasiReleases::V0_3 {
+            p3_http::types::add_to_linker::<T, WasiHttp>(linker, T::http)?;
+            p3_http::client::add_to_linker::<T, Client03>(linker, T::http)?;
+        }
         Ok(())
     }
 }
