@@ -252,7 +252,8 @@ where
     let prepared = prepare(&mut store, handler, request, answer)
         .map_err(|e| Failure::Host(format!("{e:#}")))?;
 
-    let cut_off = CutOff::default();
+    // Only a WASI 0.3 body needs to know (see `DrivingBody`).
+    let cut_off = matches!(handler, Handler::Http03(_)).then(CutOff::default);
     let guest_cut_off = cut_off.clone();
     let (share, owner) = (store.data().cpu_share.clone(), tenant.clone());
     let guest_share = share.clone();
@@ -271,8 +272,10 @@ where
             Err(_elapsed) => Some(Failure::Timeout(timeout)),
             Ok(Err(e)) => Some(classify(&e, store.data(), timeout)),
         };
-        if failure.is_some() {
-            guest_cut_off.cut_off();
+        if failure.is_some()
+            && let Some(cut_off) = &guest_cut_off
+        {
+            cut_off.cut_off();
         }
         // The store (and with it every resource the guest held) is dropped here, before the
         // admission permit is released.
@@ -295,14 +298,14 @@ where
             Ok(Err(e)) => Some(Failure::Host(format!("the guest's task failed: {e}"))),
             Err(_elapsed) => {
                 // Marked before `run`, and the store with it, is dropped.
-                grace_cut_off.cut_off();
+                if let Some(cut_off) = &grace_cut_off {
+                    cut_off.cut_off();
+                }
                 Some(Failure::Timeout(timeout))
             }
         }
     });
     let mut receiver = receiver;
-    // What a WASI 0.3 body must know to end in an error when its guest was stopped early.
-    let cut_off = matches!(handler, Handler::Http03(_)).then_some(cut_off);
     tokio::select! {
         biased;
         failure = &mut guest => match receiver.try_recv() {

@@ -26,7 +26,8 @@ use anyhow::Result;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::WasiView;
 use wasmtime_wasi_http::WasiHttpView;
@@ -124,35 +125,32 @@ pub struct View<'a, C: Capability> {
 /// guest — bounded by the tenant's memory limit. A WASI 0.2 guest has one call in flight at a
 /// time, whose arguments came out of its own memory, so it never reaches the bound; a WASI 0.3
 /// guest may start any number of calls from one buffer, each of which the host would copy.
-#[derive(Clone)]
-pub struct CallBudget(Arc<CallBytes>);
-
-struct CallBytes {
+///
+/// The counter is made on the first reservation, so a request that makes no async call (every
+/// WASI 0.2 one) allocates nothing for it.
+pub struct CallBudget {
     limit: usize,
-    held: std::sync::atomic::AtomicUsize,
+    held: OnceLock<Arc<AtomicUsize>>,
 }
 
 impl CallBudget {
     pub fn new(limit: usize) -> CallBudget {
-        CallBudget(Arc::new(CallBytes {
+        CallBudget {
             limit,
-            held: Default::default(),
-        }))
+            held: OnceLock::new(),
+        }
     }
 
     /// Holds `bytes` until the reservation drops, or `None` (held unchanged) when they would
     /// pass the limit.
     pub fn reserve(&self, bytes: usize) -> Option<Reservation> {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.0
-            .held
-            .try_update(Relaxed, Relaxed, |held| {
-                held.checked_add(bytes)
-                    .filter(|&total| total <= self.0.limit)
-            })
-            .ok()?;
+        let held = self.held.get_or_init(Default::default);
+        held.try_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+            held.checked_add(bytes).filter(|&total| total <= self.limit)
+        })
+        .ok()?;
         Some(Reservation {
-            budget: self.clone(),
+            held: held.clone(),
             bytes,
         })
     }
@@ -163,7 +161,7 @@ impl CallBudget {
             "too much in flight: this call's {bytes} bytes (its arguments and the host's state \
              for it) and those of the calls already in flight would pass the request's memory \
              limit of {} bytes; await some calls before starting more",
-            self.0.limit
+            self.limit
         )
     }
 }
@@ -175,13 +173,13 @@ pub const CALL_OVERHEAD: usize = 1024;
 
 /// Bytes of a [`CallBudget`] held by one call in flight.
 pub struct Reservation {
-    budget: CallBudget,
+    held: Arc<AtomicUsize>,
     bytes: usize,
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        (self.budget.0.held).fetch_sub(self.bytes, std::sync::atomic::Ordering::Relaxed);
+        self.held.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 
