@@ -24,12 +24,6 @@ fn config(redis: &RedisServer, pool_settings: &str, extra: &str) -> String {
     )
 }
 
-async fn ok_text(client: &HttpClient, url: &str) -> String {
-    let reply = get(client, url).await.unwrap();
-    assert_eq!(reply.status, 200, "{url}: {}", reply.text());
-    reply.text()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn typed_commands_answer_as_redis_does_under_the_tenant_prefix() {
     let redis = RedisServer::start().unwrap();
@@ -160,10 +154,20 @@ async fn a_thousand_requests_use_no_more_connections_than_the_pool_holds() {
 #[tokio::test(flavor = "multi_thread")]
 async fn leases_come_back_after_a_trap_a_timeout_and_an_exhausted_pool() {
     let redis = RedisServer::start().unwrap();
-    let settings = "max_connections = 2\nacquire_timeout = \"300ms\"";
-    let host = HostProcess::start(&config(&redis, settings, "")).unwrap();
+    let host = HostProcess::start(&config(&redis, TWO_LEASES, "")).unwrap();
+    leases_come_back(&redis, &host).await;
+}
+
+/// Pool settings for [`leases_come_back`]: two connections, a short wait for one.
+pub const TWO_LEASES: &str = "max_connections = 2\nacquire_timeout = \"300ms\"";
+
+/// With a probe at `/probe` whose `hold?n=N[&then=trap|block]` leases N connections of a
+/// pool of [`TWO_LEASES`] (the WASI 0.2 and the WASI 0.3 probe alike): both leases come back
+/// after a trap, a timeout (the connection blocked in BLPOP closed) and an exhausted pool.
+pub async fn leases_come_back(redis: &RedisServer, host: &HostProcess) {
     let client = http1_client();
     let both = host.url("/probe/hold?n=2");
+    assert_eq!(ok_text(&client, &both).await, "held 2\n");
 
     let trapped = get(&client, &host.url("/probe/hold?n=2&then=trap"))
         .await

@@ -227,12 +227,6 @@ fn pools_config(redis: &RedisServer, pg: &PostgresServer, redis_settings: &str) 
     )
 }
 
-async fn ok_text(client: &HttpClient, url: &str) -> String {
-    let reply = get(client, url).await.unwrap();
-    assert_eq!(reply.status, 200, "{url}: {}", reply.text());
-    reply.text()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wasi_0_3_guest_awaits_redis_and_sql_calls_at_once() {
     let redis = RedisServer::start().unwrap();
@@ -275,48 +269,11 @@ async fn a_wasi_0_3_transaction_runs_one_call_at_a_time_and_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn wasi_0_3_leases_come_back_after_a_trap_and_a_timeout() {
+async fn wasi_0_3_leases_come_back_after_a_trap_a_timeout_and_an_exhausted_pool() {
     let redis = RedisServer::start().unwrap();
     let pg = PostgresServer::start().unwrap();
-    let settings = "max_connections = 2\nacquire_timeout = \"300ms\"";
-    let host = HostProcess::start(&pools_config(&redis, &pg, settings)).unwrap();
-    let client = http1_client();
-    let both = host.url("/probe/hold?n=2");
-    assert_eq!(ok_text(&client, &both).await, "held 2\n");
-
-    let trapped = get(&client, &host.url("/probe/hold?n=2&then=trap"))
-        .await
-        .unwrap();
-    assert_eq!(trapped.status, 500, "{}", trapped.text());
-    assert_eq!(
-        ok_text(&client, &both).await,
-        "held 2\n",
-        "back after the trap"
-    );
-
-    let timed_out = get(&client, &host.url("/probe/hold?n=1&then=block"))
-        .await
-        .unwrap();
-    assert_eq!(timed_out.status, 504, "{}", timed_out.text());
-    assert_eq!(
-        ok_text(&client, &both).await,
-        "held 2\n",
-        "back after the timeout"
-    );
-    // The connection blocked in BLPOP was closed, not handed to the next request.
-    assert!(
-        redis.no_client_blocks().await,
-        "a connection still blocks: {:#?}",
-        redis.clients()
-    );
-
-    let exhausted = ok_text(&client, &host.url("/probe/hold?n=3")).await;
-    assert!(exhausted.starts_with("unavailable: "), "{exhausted}");
-    assert_eq!(
-        ok_text(&client, &both).await,
-        "held 2\n",
-        "back after exhaustion"
-    );
+    let host = HostProcess::start(&pools_config(&redis, &pg, super::redis::TWO_LEASES)).unwrap();
+    super::redis::leases_come_back(&redis, &host).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -433,6 +433,13 @@ pub async fn get(client: &HttpClient, url: &str) -> Result<Reply> {
     send(client, request).await
 }
 
+/// GET `url`, expecting 200: its body as text.
+pub async fn ok_text(client: &HttpClient, url: &str) -> String {
+    let reply = get(client, url).await.unwrap();
+    assert_eq!(reply.status, 200, "{url}: {}", reply.text());
+    reply.text()
+}
+
 pub async fn post(client: &HttpClient, url: &str, body: impl Into<Bytes>) -> Result<Reply> {
     let request = http::Request::post(url).body(Full::new(body.into()))?;
     send(client, request).await

@@ -34,6 +34,8 @@ async fn probe(req: Request) -> Response {
     };
     match outcome {
         Ok(text) => Response::text(200, text),
+        // As the WASI 0.2 Redis probe answers a pool out of connections.
+        Err(why) if why.starts_with("unavailable: ") => Response::text(503, why),
         Err(why) => Response::text(500, why),
     }
 }
@@ -229,7 +231,7 @@ async fn hold(query: &str) -> Result<String, String> {
     for _ in 0..n {
         match redis.transaction().await {
             Ok(lease) => leases.push(lease),
-            Err(Error::Unavailable(why)) => return Ok(format!("unavailable: {why}\n")),
+            Err(Error::Unavailable(why)) => return Err(format!("unavailable: {why}\n")),
             Err(e) => return Err(format!("{e:?}\n")),
         }
     }
