@@ -307,7 +307,7 @@ fn serve(config: Config) -> Result<()> {
         .map(|admin| Admin::start(host.clone(), admin).map(Arc::new))
         .transpose()
         .with_context(|| format!("{}: [admin]", config.source.display()))?;
-    host.engines().start_epoch_tickers();
+    host.engines().start_epoch_ticker();
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -378,7 +378,7 @@ fn measure(config: &Config, authority: &str, path: &str, requests: usize) -> Res
         .enable_all()
         .build()?;
     let host = Host::load(config)?;
-    host.engines().start_epoch_tickers();
+    host.engines().start_epoch_ticker();
     runtime.block_on(async {
         // Warm up: first touches of the pool's slots and of the code pages.
         hostel::measure::sandbox_cost(&host, authority, path, requests.min(500)).await?;

@@ -89,23 +89,26 @@ impl Engines {
         })
     }
 
-    /// Starts the epoch ticker of each.
-    pub fn start_epoch_tickers(&self) {
-        start_epoch_ticker(&self.wasi_0_2);
-        start_epoch_ticker(&self.wasi_0_3);
+    /// Starts the one thread that advances both engines' epochs.
+    pub fn start_epoch_ticker(&self) {
+        start_epoch_ticker(&[&self.wasi_0_2, &self.wasi_0_3]);
     }
 }
 
-/// Advances the engine's epoch forever, from one thread for the whole process; every
-/// running guest checks its deadline against it.
-pub fn start_epoch_ticker(engine: &Engine) {
-    let engine = engine.weak();
+/// Advances the engines' epochs forever, from one thread for the whole process; every running
+/// guest checks its deadline against its engine's. Stops when the engines are dropped.
+fn start_epoch_ticker(engines: &[&Engine]) {
+    let engines: Vec<_> = engines.iter().map(|engine| engine.weak()).collect();
     std::thread::Builder::new()
         .name("hostel-epoch".into())
         .spawn(move || {
-            while let Some(engine) = engine.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
+            loop {
+                let alive: Vec<Engine> = engines.iter().filter_map(|e| e.upgrade()).collect();
+                if alive.is_empty() {
+                    return;
+                }
+                alive.iter().for_each(Engine::increment_epoch);
+                drop(alive);
                 std::thread::sleep(EPOCH_TICK);
             }
         })
