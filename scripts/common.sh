@@ -101,6 +101,7 @@ need_test_servers() {
     local missing=() package
     { command -v redis-server && command -v redis-cli; } >/dev/null 2>&1 || missing+=(redis-server)
     have_postgres_server || missing+=(postgresql)
+    { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
     [ "${#missing[@]}" -eq 0 ] && return
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         say "installing ${missing[*]} (Debian packages) for the tests"

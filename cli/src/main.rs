@@ -6,7 +6,9 @@ use admin_client::AdminClient;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use hostel::admin::Admin;
+use hostel::admin::auth::Tokens;
 use hostel::admin::deployments::DeploymentStore;
+use hostel::admin::scrape::Scrape;
 use hostel::config::Config;
 use hostel::{Host, request, server};
 use std::net::SocketAddr;
@@ -304,7 +306,7 @@ fn serve(config: Config) -> Result<()> {
     let admin = config
         .admin
         .as_ref()
-        .map(|admin| Admin::start(host.clone(), admin).map(Arc::new))
+        .map(|admin| Admin::start(host.clone(), admin, config.metrics.open).map(Arc::new))
         .transpose()
         .with_context(|| format!("{}: [admin]", config.source.display()))?;
     host.engines().start_epoch_ticker();
@@ -334,6 +336,15 @@ fn serve(config: Config) -> Result<()> {
             }
             _ => None,
         };
+        let metrics_listener = match config.metrics.listen {
+            Some(listen) => Some(tokio::net::TcpListener::bind(listen).await.with_context(|| {
+                format!(
+                    "cannot listen on {listen} (key `metrics.listen` in {}): is another process                      using it?",
+                    config.source.display()
+                )
+            })?),
+            None => None,
+        };
         host.start_pools().await?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -353,6 +364,25 @@ fn serve(config: Config) -> Result<()> {
                 if let Err(e) = server::serve(listener, handle, stop, Duration::from_secs(5)).await
                 {
                     tracing::error!("admin API stopped: {e:#}");
+                }
+            });
+        }
+        if let Some(listener) = metrics_listener {
+            let addr = listener.local_addr()?;
+            tracing::info!("metrics on http://{addr}/metrics");
+            println!("hostel metrics listening on http://{addr}");
+            let tokens = (config.admin.as_ref())
+                .map(|admin| Arc::new(Tokens::new(admin.operator_token, &host)));
+            let scrape = Arc::new(Scrape::new(host.clone(), tokens, config.metrics.open));
+            let stop = until_stopped(stopped.clone());
+            tokio::spawn(async move {
+                let handle = move |request| {
+                    let scrape = scrape.clone();
+                    async move { Ok::<_, std::convert::Infallible>(scrape.handle(&request).await) }
+                };
+                let served = server::serve(listener, handle, stop, Duration::from_secs(1));
+                if let Err(e) = served.await {
+                    tracing::error!("metrics listener stopped: {e:#}");
                 }
             });
         }

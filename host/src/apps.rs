@@ -4,8 +4,9 @@
 
 use crate::capabilities;
 use crate::capabilities::shape::WasiReleases;
-use crate::code_cache::CodeCache;
+use crate::code_cache::{CacheOutcome, CodeCache};
 use crate::engine::Engines;
+use crate::metrics::{AppMeter, Metrics};
 use crate::sandbox::{Handler, SandboxState};
 use crate::tenant::Tenant;
 use anyhow::{Context, Result};
@@ -21,6 +22,8 @@ pub struct App {
     pub route: String,
     pub tenant: Arc<Tenant>,
     pub handler: Handler,
+    /// Its series; a new version of the app counts in the same ones.
+    pub meter: Arc<AppMeter>,
 }
 
 /// Where a component's bytes come from.
@@ -35,6 +38,7 @@ pub struct AppLoader {
     wasi_0_2: Linking,
     /// For WASI 0.3 components (and any other that needs async functions, streams, futures).
     wasi_0_3: Linking,
+    metrics: Arc<Metrics>,
 }
 
 /// An engine, its linker (every capability's interfaces, see [`crate::capabilities`]) and its
@@ -58,10 +62,11 @@ impl Linking {
 }
 
 impl AppLoader {
-    pub fn new(engines: &Engines, code_cache: &Path) -> Result<AppLoader> {
+    pub fn new(engines: &Engines, code_cache: &Path, metrics: Arc<Metrics>) -> Result<AppLoader> {
         Ok(AppLoader {
             wasi_0_2: Linking::new(&engines.wasi_0_2, WasiReleases::V0_2, code_cache)?,
             wasi_0_3: Linking::new(&engines.wasi_0_3, WasiReleases::V0_3, code_cache)?,
+            metrics,
         })
     }
 
@@ -89,16 +94,20 @@ impl AppLoader {
         };
         // A component the WASI 0.2 engine cannot compile uses the component model's async
         // features: the WASI 0.3 engine takes it, or says why it is invalid.
-        let (linking, component) = match self.wasi_0_2.cache.component(&self.wasi_0_2.engine, wasm)
-        {
-            Ok((component, _)) => (&self.wasi_0_2, component),
-            Err(_) => {
-                let (component, _) = (self.wasi_0_3.cache)
-                    .component(&self.wasi_0_3.engine, wasm)
-                    .with_context(describe)?;
-                (&self.wasi_0_3, component)
-            }
-        };
+        let (linking, (component, outcome)) =
+            match self.wasi_0_2.cache.component(&self.wasi_0_2.engine, wasm) {
+                Ok(loaded) => (&self.wasi_0_2, loaded),
+                Err(_) => {
+                    let loaded = (self.wasi_0_3.cache)
+                        .component(&self.wasi_0_3.engine, wasm)
+                        .with_context(describe)?;
+                    (&self.wasi_0_3, loaded)
+                }
+            };
+        self.metrics.code_loaded(match outcome {
+            CacheOutcome::Hit => None,
+            CacheOutcome::Miss(took) => Some(took),
+        });
         let instance_pre = linking
             .linker
             .instantiate_pre(&component)
@@ -111,6 +120,7 @@ impl AppLoader {
             .with_context(describe)?;
         let handler = Handler::new(instance_pre).with_context(describe)?;
         Ok(App {
+            meter: self.metrics.app(&tenant.name, name),
             name: name.to_string(),
             route: route.to_string(),
             tenant,

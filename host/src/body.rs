@@ -2,8 +2,10 @@
 //! ([`LimitedBody`]), and how long an outbound response may go without a byte
 //! ([`BetweenBytes`]).
 
+use crate::metrics::BodyMeter;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use prometheus_client::metrics::counter::Counter;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,9 +23,17 @@ pub struct LimitedBody<B> {
     limit: u64,
     exceeded: Arc<AtomicBool>,
     too_large: fn(Option<u64>) -> Error,
+    /// Told how many bytes passed when the body is dropped.
+    meter: Option<BodyMeter>,
 }
 
 impl<B> LimitedBody<B> {
+    /// Reports the bytes that passed to `meter` when the body is dropped.
+    pub fn metered(mut self, meter: BodyMeter) -> LimitedBody<B> {
+        self.meter = Some(meter);
+        self
+    }
+
     /// A request body: at most `limit` bytes for the guest.
     pub fn new(inner: B, limit: u64) -> (LimitedBody<B>, Arc<AtomicBool>) {
         Self::with_error(inner, limit, Error::HttpRequestBodySize)
@@ -46,6 +56,7 @@ impl<B> LimitedBody<B> {
             limit,
             exceeded: exceeded.clone(),
             too_large,
+            meter: None,
         };
         (body, exceeded)
     }
@@ -92,6 +103,14 @@ where
     }
 }
 
+impl<B> Drop for LimitedBody<B> {
+    fn drop(&mut self) {
+        if let Some(meter) = self.meter.take() {
+            meter.ended(self.limit - self.remaining);
+        }
+    }
+}
+
 /// A response body that fails with `ConnectionReadTimeout` when the next frame takes longer
 /// than the guest's between-bytes timeout.
 pub struct BetweenBytes<B> {
@@ -134,6 +153,48 @@ where
                 Poll::Pending => Poll::Pending,
             },
         }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A body whose data bytes are counted as they pass.
+pub struct CountedBody<B> {
+    inner: B,
+    bytes: Counter,
+}
+
+impl<B> CountedBody<B> {
+    pub fn new(inner: B, bytes: Counter) -> CountedBody<B> {
+        CountedBody { inner, bytes }
+    }
+}
+
+impl<B> Body for CountedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        let frame = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        if let Some(Ok(frame)) = &frame
+            && let Some(data) = frame.data_ref()
+        {
+            this.bytes.inc_by(data.len() as u64);
+        }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -24,7 +24,8 @@ pub struct CodeCache {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheOutcome {
     Hit,
-    Miss,
+    /// Compiled, taking this long.
+    Miss(std::time::Duration),
 }
 
 impl CodeCache {
@@ -93,7 +94,7 @@ impl CodeCache {
         let component = unsafe { Component::deserialize(engine, &compiled) }
             .map_err(anyhow::Error::from)
             .context("cannot load freshly compiled code")?;
-        Ok((component, CacheOutcome::Miss))
+        Ok((component, CacheOutcome::Miss(started.elapsed())))
     }
 
     fn store(&self, path: &Path, compiled: &[u8]) -> Result<()> {
@@ -153,14 +154,14 @@ mod tests {
         let engine = Engine::default();
         let cache = CodeCache::new(dir.path(), &engine).unwrap();
         let (_, first) = cache.component(&engine, EMPTY_COMPONENT).unwrap();
-        assert_eq!(first, CacheOutcome::Miss);
+        assert!(matches!(first, CacheOutcome::Miss(_)));
         let (_, second) = cache.component(&engine, EMPTY_COMPONENT).unwrap();
         assert_eq!(second, CacheOutcome::Hit);
         for entry in std::fs::read_dir(dir.path()).unwrap() {
             std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
         }
         let (_, third) = cache.component(&engine, EMPTY_COMPONENT).unwrap();
-        assert_eq!(third, CacheOutcome::Miss);
+        assert!(matches!(third, CacheOutcome::Miss(_)));
         let (_, fourth) = cache.component(&engine, EMPTY_COMPONENT).unwrap();
         assert_eq!(fourth, CacheOutcome::Hit);
     }

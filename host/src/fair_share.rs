@@ -21,7 +21,7 @@
 //! queue behind it.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::runtime::{Handle, Runtime};
@@ -79,6 +79,14 @@ pub struct GuestShare {
     busy_slices: u32,
     /// Told when the guest turns out CPU-bound: time to move it to the background threads.
     cpu_bound: Arc<Notify>,
+    /// What happened to it, for its app's metrics.
+    counts: Arc<ShareCounts>,
+}
+
+#[derive(Default)]
+struct ShareCounts {
+    moved: AtomicBool,
+    slot_waits: AtomicU32,
 }
 
 /// CPU time, from resuming after a tick to the next, after which a guest counts as CPU-bound:
@@ -114,6 +122,7 @@ impl CpuShare {
                 () = guest.cpu_bound.notified() => {}
             }
         }
+        guest.counts.moved.store(true, Ordering::Relaxed);
         let mut task = AbortOnDrop(background().spawn(call));
         (&mut task.0).await
     }
@@ -124,6 +133,7 @@ impl CpuShare {
         if !self.busy() {
             return;
         }
+        guest.counts.slot_waits.fetch_add(1, Ordering::Relaxed);
         if let Ok(permit) = self.slots.clone().acquire_owned().await {
             *guest.slot.lock().expect("cpu slot lock") = Some(permit);
         }
@@ -160,6 +170,7 @@ impl CpuShare {
         guest.slices_on_slot = 0;
         drop(guest.slot.lock().expect("cpu slot lock").take());
         let (slots, slot, resumed) = (self.slots.clone(), guest.slot.clone(), guest.resumed());
+        guest.counts.slot_waits.fetch_add(1, Ordering::Relaxed);
         UpdateDeadline::YieldCustom(
             1,
             Box::pin(async move {
@@ -173,6 +184,16 @@ impl CpuShare {
 }
 
 impl GuestShare {
+    /// Whether it moved to the background threads.
+    pub fn moved(&self) -> bool {
+        self.counts.moved.load(Ordering::Relaxed)
+    }
+
+    /// How many times it queued for a CPU slot.
+    pub fn slot_waits(&self) -> u32 {
+        self.counts.slot_waits.load(Ordering::Relaxed)
+    }
+
     /// Polls the guest's `call`, noting each time it stops to wait on the host: it gives back
     /// its slot then, and that slice does not count as CPU-bound. (Where the guest runs is
     /// [`CpuShare::run`]'s business.)

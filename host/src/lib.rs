@@ -20,6 +20,7 @@ pub mod engine;
 pub mod fair_share;
 pub mod limits;
 pub mod measure;
+pub mod metrics;
 pub mod names;
 pub mod request;
 pub mod request_id;
@@ -59,6 +60,9 @@ pub struct Host {
     installed: Mutex<BTreeMap<AppKey, Installed>>,
     /// Every host some tenant lists: served by its tenants only (see [`router`]).
     listed_hosts: Vec<String>,
+    metrics: Arc<metrics::Metrics>,
+    /// Where requests no app took are counted.
+    unrouted: Arc<metrics::AppMeter>,
 }
 
 impl Host {
@@ -77,9 +81,10 @@ impl Host {
             max_memory,
             keep_resident: config.memory_keep_resident,
         })?;
-        let loader = AppLoader::new(&engines, &config.code_cache)?;
+        let metrics = metrics::Metrics::new();
+        let loader = AppLoader::new(&engines, &config.code_cache, metrics.clone())?;
 
-        let mut servers = Servers::default();
+        let mut servers = Servers::new(metrics.clone());
         let grants: Vec<_> = (config.tenants.iter())
             .map(|t| (t.name.as_str(), &t.grants))
             .collect();
@@ -91,7 +96,7 @@ impl Host {
         let mut installed = BTreeMap::new();
         let cpu_slots = fair_share::cpu_slots(config.tenants.len());
         for tenant in &config.tenants {
-            let runtime = Tenant::new(tenant, &capabilities, cpu_slots)
+            let runtime = Tenant::new(tenant, &capabilities, cpu_slots, &metrics)
                 .with_context(|| config.source.display().to_string())?;
             for app in &tenant.apps {
                 let loaded = loader
@@ -138,6 +143,8 @@ impl Host {
             loader,
             installed: Mutex::new(installed),
             listed_hosts,
+            unrouted: metrics.unrouted(),
+            metrics,
         })
     }
 
@@ -150,6 +157,15 @@ impl Host {
     /// Closes the pools; call once requests have drained.
     pub fn close_pools(&self) {
         self.servers.close();
+    }
+
+    pub fn metrics(&self) -> &Arc<metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// Where a request no app took is counted.
+    pub fn unrouted(&self) -> &Arc<metrics::AppMeter> {
+        &self.unrouted
     }
 
     pub fn engines(&self) -> &engine::Engines {

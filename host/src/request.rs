@@ -4,6 +4,7 @@
 use crate::Host;
 use crate::apps::App;
 use crate::body::LimitedBody;
+use crate::metrics::{BodyMeter, HostAnswer, InFlight};
 use crate::request_id::RequestId;
 use crate::routes::normalize_host;
 use crate::sandbox::{self, Failure};
@@ -43,13 +44,31 @@ pub async fn handle(
         ),
         Err(_) => tracing::error_span!("request", id = %id),
     };
+    let in_flight = match &routed {
+        Ok(app) => app.meter.arrived(),
+        Err(_) => host.unrouted().arrived(),
+    };
     let mut response = match routed {
         Ok(app) => {
-            run(app, request, id, &id_header)
+            let limit = app.tenant.limits.response_body;
+            match run(app, request, id, &id_header)
                 .instrument(span.clone())
                 .await
+            {
+                Answered::ByApp(response) => {
+                    span.in_scope(|| limit_response(response, limit, id, in_flight))
+                }
+                Answered::ByHost(answer, response) => host_answered(in_flight, answer, response),
+            }
         }
-        Err((status, reason)) => host_error(status, reason, id),
+        Err((status, reason)) => {
+            let answer = if status == StatusCode::NOT_FOUND {
+                HostAnswer::NotFound
+            } else {
+                HostAnswer::BadRequest
+            };
+            host_answered(in_flight, answer, host_error(status, reason, id))
+        }
     };
     response.headers_mut().insert(REQUEST_ID_HEADER, id_header);
     let status = response.status();
@@ -103,13 +122,36 @@ fn route(host: &Host, request: &Request<Incoming>) -> Result<Arc<App>, (StatusCo
         .ok_or((StatusCode::NOT_FOUND, "no app is mounted at this path"))
 }
 
-/// Admission, limits and the app's sandbox, in the request's span.
+/// Who made a request's response.
+enum Answered {
+    ByApp(Response<HyperOutgoingBody>),
+    /// The host, for this reason.
+    ByHost(HostAnswer, Response<HyperOutgoingBody>),
+}
+
+/// Counts a response the host made itself; its body is whole, so the request ends here.
+fn host_answered(
+    in_flight: InFlight,
+    answer: HostAnswer,
+    response: Response<HyperOutgoingBody>,
+) -> Response<HyperOutgoingBody> {
+    in_flight.headers(response.status().as_u16());
+    in_flight.meter().host_answered(answer);
+    let bytes = http_body::Body::size_hint(response.body())
+        .exact()
+        .unwrap_or(0);
+    in_flight.finished(bytes);
+    response
+}
+
+/// Admission, limits and the app's sandbox, in the request's span: the app's response, or
+/// the host's own when the app gave none it may send.
 async fn run(
     app: Arc<App>,
     mut request: Request<Incoming>,
     id: RequestId,
     id_header: &HeaderValue,
-) -> Response<HyperOutgoingBody> {
+) -> Answered {
     tracing::debug!(route = %app.route, "routed");
     let limits = app.tenant.limits;
     let Ok(permit) = app.tenant.admission.clone().try_acquire_owned() else {
@@ -126,7 +168,7 @@ async fn run(
         response
             .headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+        return Answered::ByHost(HostAnswer::Throttled, response);
     };
     let declared = declared_length(request.headers());
     if declared.is_some_and(|len| len > limits.request_body) {
@@ -138,14 +180,15 @@ async fn run(
         .insert(REQUEST_ID_HEADER, id_header.clone());
     let (parts, body) = request.into_parts();
     let (body, exceeded) = LimitedBody::new(body, limits.request_body);
+    let body = body.metered(BodyMeter::Request(app.meter.clone()));
     let request = Request::from_parts(parts, body);
 
-    let outcome = sandbox::run(&app.handler, &app.tenant, request, permit).await;
+    let outcome = sandbox::run(&app.handler, &app.tenant, &app.meter, request, permit).await;
     if exceeded.load(Ordering::Acquire) {
         return too_large(limits.request_body, id);
     }
     match outcome {
-        Ok(response) => limit_response(response, limits.response_body, id),
+        Ok(response) => Answered::ByApp(response),
         Err(failure) => failure_response(failure, &app.name, id),
     }
 }
@@ -159,26 +202,43 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
 }
 
 /// Holds the app's response to `limit` bytes: a larger declared length is refused before
-/// anything is sent; a streamed body is cut off where it crosses the limit.
+/// anything is sent; a streamed body is cut off where it crosses the limit. The request is
+/// in flight until the body has ended.
 fn limit_response(
     response: Response<HyperOutgoingBody>,
     limit: u64,
     id: RequestId,
+    in_flight: InFlight,
 ) -> Response<HyperOutgoingBody> {
     if declared_length(response.headers()).is_some_and(|len| len > limit) {
         tracing::warn!(limit, "the app's response body is over the tenant's limit");
-        return host_error(
+        let response = host_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("the app's response is larger than its limit of {limit} bytes"),
             id,
         );
+        return host_answered(in_flight, HostAnswer::ResponseTooLarge, response);
     }
-    response.map(|body| LimitedBody::response(body, limit).boxed_unsync())
+    in_flight.headers(response.status().as_u16());
+    response.map(|body| {
+        LimitedBody::response(body, limit)
+            .metered(BodyMeter::Response(in_flight))
+            .boxed_unsync()
+    })
 }
 
-fn failure_response(failure: Failure, app: &str, id: RequestId) -> Response<HyperOutgoingBody> {
+fn failure_response(failure: Failure, app: &str, id: RequestId) -> Answered {
     // A host failure is ours to fix; the others are the app's doing.
     let host_fault = matches!(failure, Failure::Host(_));
+    let answer = match &failure {
+        Failure::Timeout(_) => HostAnswer::Timeout,
+        Failure::MemoryLimit(_) => HostAnswer::MemoryLimit,
+        Failure::Overloaded(_) => HostAnswer::Overloaded,
+        Failure::Trap(_) => HostAnswer::Trap,
+        Failure::GuestError(_) => HostAnswer::GuestError,
+        Failure::NoResponse => HostAnswer::NoResponse,
+        Failure::Host(_) => HostAnswer::HostError,
+    };
     // (status, what the client is told, what the log says)
     let (status, reason, log) = match failure {
         Failure::Timeout(limit) => (
@@ -228,15 +288,16 @@ fn failure_response(failure: Failure, app: &str, id: RequestId) -> Response<Hype
             .headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }
-    response
+    Answered::ByHost(answer, response)
 }
 
-fn too_large(limit: u64, id: RequestId) -> Response<HyperOutgoingBody> {
-    host_error(
+fn too_large(limit: u64, id: RequestId) -> Answered {
+    let response = host_error(
         StatusCode::PAYLOAD_TOO_LARGE,
         &format!("the request body is larger than this app's limit of {limit} bytes"),
         id,
-    )
+    );
+    Answered::ByHost(HostAnswer::TooLarge, response)
 }
 
 /// A response made by the host itself: a short plain-text reason and the request id.

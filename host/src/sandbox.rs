@@ -7,6 +7,7 @@ use crate::capabilities::shape::CallBudget;
 use crate::capabilities::shape::{HasView, RequestInfo};
 use crate::capabilities::{Parts, RequestCapabilities, StoreData, outbound_http, wasi};
 use crate::fair_share::GuestShare;
+use crate::metrics::{AppMeter, Sandboxed};
 use crate::tenant::Tenant;
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
@@ -43,6 +44,8 @@ pub struct SandboxState {
     timed_out: bool,
     /// Its place in the tenant's share of the workers.
     cpu_share: GuestShare,
+    /// How long instantiating took, once it has.
+    instantiation: Option<Duration>,
 }
 
 impl StoreData for SandboxState {
@@ -154,15 +157,21 @@ type Answer = Result<hyper::Response<HyperOutgoingBody>, String>;
 struct MemoryLimit {
     bytes: usize,
     exceeded: bool,
+    /// Linear memory the instance has now, and the most it had.
+    total: usize,
+    peak: usize,
 }
 
 impl ResourceLimiter for MemoryLimit {
+    /// Also called as each memory is made, with `current` 0.
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        self.total = self.total.saturating_add(desired.saturating_sub(current));
+        self.peak = self.peak.max(self.total);
         if desired > self.bytes {
             self.exceeded = true;
             wasmtime::bail!(
@@ -208,6 +217,7 @@ pub enum Failure {
 pub async fn run<B>(
     handler: &Handler,
     tenant: &Arc<Tenant>,
+    meter: &Arc<AppMeter>,
     request: hyper::Request<B>,
     permit: OwnedSemaphorePermit,
 ) -> Result<hyper::Response<HyperOutgoingBody>, Failure>
@@ -229,11 +239,15 @@ where
         memory: MemoryLimit {
             bytes: usize::try_from(tenant.limits.memory).unwrap_or(usize::MAX),
             exceeded: false,
+            total: 0,
+            peak: 0,
         },
         deadline,
         timed_out: false,
         cpu_share: GuestShare::default(),
+        instantiation: None,
     };
+    let started = Instant::now();
     let mut store = Store::new(handler.instance_pre().engine(), state);
     store.limiter(|state| &mut state.memory);
     // Every epoch tick a running guest traps if its deadline has passed, else yields its
@@ -258,13 +272,15 @@ where
     let (share, owner) = (store.data().cpu_share.clone(), tenant.clone());
     let guest_share = share.clone();
     let tenant = tenant.clone();
+    let meter = meter.clone();
     let guest = async move {
         let share = guest_share;
+        let mut ran = Duration::ZERO;
         let call = call(&mut store, prepared);
         // Waiting for a CPU slot counts against the deadline like everything else.
         let admitted_call = async {
             tenant.cpu.admit(&share).await;
-            share.watch_waits(call).await
+            share.watch_waits(timed(call, &mut ran)).await
         };
         let result = tokio::time::timeout_at(deadline.into(), admitted_call).await;
         let failure = match result {
@@ -277,10 +293,23 @@ where
         {
             cut_off.cut_off();
         }
+        let state = store.data();
+        let usage = state.capabilities.usage();
+        let report = Sandboxed {
+            instantiation: state.instantiation,
+            guest_cpu: ran,
+            peak_memory: state.memory.peak as u64,
+            lifetime: started.elapsed(),
+            moved: share.moved(),
+            slot_waits: share.slot_waits(),
+            outbound_calls: usage.outbound_calls,
+            pool_time: usage.pool_time,
+        };
         // The store (and with it every resource the guest held) is dropped here, before the
         // admission permit is released.
         drop(store);
         drop(permit);
+        meter.sandboxed(&report);
         failure
     };
     // Run the guest right here until it either finishes or hands over response headers. Most
@@ -508,7 +537,9 @@ fn with_full_uri<B>(request: hyper::Request<B>) -> wasmtime::Result<hyper::Reque
 async fn call(store: &mut Store<SandboxState>, prepared: Prepared) -> wasmtime::Result<()> {
     match prepared {
         Prepared::Http02 { pre, request, out } => {
+            let started = Instant::now();
             let proxy = pre.instantiate_async(&mut *store).await?;
+            store.data_mut().instantiation = Some(started.elapsed());
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut *store, request, out)
@@ -520,7 +551,9 @@ async fn call(store: &mut Store<SandboxState>, prepared: Prepared) -> wasmtime::
             request_io,
             answer,
         } => {
+            let started = Instant::now();
             let service = pre.instantiate_async(&mut *store).await?;
+            store.data_mut().instantiation = Some(started.elapsed());
             store
                 .run_concurrent(async move |accessor| -> wasmtime::Result<()> {
                     match service.handle(accessor, request).await? {
@@ -537,6 +570,19 @@ async fn call(store: &mut Store<SandboxState>, prepared: Prepared) -> wasmtime::
                 .await?
         }
     }
+}
+
+/// Runs `guest`, adding up the time its polls take to `ran`: the time a thread ran the guest
+/// (a monotonic clock, read twice a poll; a thread's own CPU clock costs a system call here).
+async fn timed<F: Future>(guest: F, ran: &mut Duration) -> F::Output {
+    let mut guest = std::pin::pin!(guest);
+    std::future::poll_fn(move |cx| {
+        let started = Instant::now();
+        let poll = guest.as_mut().poll(cx);
+        *ran += started.elapsed();
+        poll
+    })
+    .await
 }
 
 fn classify(error: &wasmtime::Error, state: &SandboxState, timeout: Duration) -> Failure {

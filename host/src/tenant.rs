@@ -6,6 +6,7 @@ use crate::capabilities::{AppCapabilities, TenantCapabilities};
 use crate::config::{TenantConfig, TokenHash};
 use crate::fair_share::CpuShare;
 use crate::limits::Limits;
+use crate::metrics::Metrics;
 use anyhow::Result;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -31,10 +32,12 @@ impl Tenant {
         config: &TenantConfig,
         capabilities: &AppCapabilities,
         cpu_slots: usize,
+        metrics: &Arc<Metrics>,
     ) -> Result<Arc<Tenant>> {
         let namespace: Arc<str> = format!("tenant:{}", config.name).into();
         let info = TenantInfo {
             name: &config.name,
+            metrics,
             namespace: &namespace,
             limits: &config.limits,
         };

@@ -5,9 +5,11 @@
 //! tests cannot build them themselves).
 
 pub mod postgres;
+pub mod prometheus;
 pub mod tls;
 
 pub use postgres::PostgresServer;
+pub use prometheus::{PrometheusServer, promtool_check};
 pub use tls::TestCa;
 
 use anyhow::{Context, Result, bail};
@@ -149,6 +151,8 @@ pub struct HostProcess {
     pub addr: String,
     /// The admin API's address, when the config has an `[admin]` section.
     pub admin_addr: Option<String>,
+    /// The metrics listener's address, when the config sets `metrics.listen`.
+    pub metrics_addr: Option<String>,
     log: Arc<Mutex<String>>,
     pub dir: tempfile::TempDir,
 }
@@ -202,23 +206,27 @@ impl HostProcess {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut admin = None;
+            let (mut admin, mut metrics) = (None, None);
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(addr) = line.strip_prefix("hostel admin listening on http://") {
                     admin = Some(addr.to_string());
                 }
+                if let Some(addr) = line.strip_prefix("hostel metrics listening on http://") {
+                    metrics = Some(addr.to_string());
+                }
                 if let Some(addr) = line.strip_prefix("hostel listening on http://") {
-                    let _ = tx.send((addr.to_string(), admin.clone()));
+                    let _ = tx.send((addr.to_string(), admin.clone(), metrics.clone()));
                 }
             }
         });
         // Generous: the first start may compile every guest.
         match rx.recv_timeout(Duration::from_secs(300)) {
-            Ok((addr, admin_addr)) => {
+            Ok((addr, admin_addr, metrics_addr)) => {
                 let host = HostProcess {
                     child,
                     addr,
                     admin_addr,
+                    metrics_addr,
                     log,
                     dir,
                 };

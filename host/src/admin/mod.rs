@@ -12,9 +12,11 @@
 //! | `GET /v1/tenants/T/apps/A` | one app, with its component's imports |
 //! | `PUT /v1/tenants/T/apps/A?route=/path` (body: the component) | deploy or replace |
 //! | `DELETE /v1/tenants/T/apps/A` | remove a deployed app |
+//! | `GET /metrics` | Prometheus metrics (operator token, or none with `metrics.open`; [`scrape`]) |
 
 pub mod auth;
 pub mod deployments;
+pub mod scrape;
 
 use crate::Host;
 use crate::apps::{AppKey, Deployment, Installed, Origin, Source};
@@ -29,6 +31,7 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use scrape::Scrape;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -38,7 +41,8 @@ pub const MAX_COMPONENT: usize = 256 << 20;
 pub struct Admin {
     host: Arc<Host>,
     store: DeploymentStore,
-    tokens: Tokens,
+    tokens: Arc<Tokens>,
+    scrape: Scrape,
     /// One change at a time: checks, blob, manifest and swap happen together.
     changes: tokio::sync::Mutex<()>,
 }
@@ -89,11 +93,18 @@ pub fn restore(host: &Host, store: &DeploymentStore, admin: &config::AdminConfig
 
 impl Admin {
     /// Opens the deployment store and serves the deployed set it holds on `host`.
-    pub fn start(host: Arc<Host>, admin: &config::AdminConfig) -> Result<Admin> {
+    /// `open_metrics`: `metrics.open`, whether `GET /metrics` needs no token.
+    pub fn start(
+        host: Arc<Host>,
+        admin: &config::AdminConfig,
+        open_metrics: bool,
+    ) -> Result<Admin> {
         let store = DeploymentStore::open(&admin.state)?;
         restore(&host, &store, admin)?;
+        let tokens = Arc::new(Tokens::new(admin.operator_token, &host));
         Ok(Admin {
-            tokens: Tokens::new(admin.operator_token, &host),
+            scrape: Scrape::new(host.clone(), Some(tokens.clone()), open_metrics),
+            tokens,
             host,
             store,
             changes: tokio::sync::Mutex::new(()),
@@ -105,6 +116,9 @@ impl Admin {
         self: Arc<Self>,
         request: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+        if request.uri().path() == "/metrics" {
+            return Ok(self.scrape.handle(&request).await);
+        }
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let reply = self

@@ -21,6 +21,7 @@ use super::servers::Servers;
 use super::shape::{
     Capability, ConfigFile, HasView, RequestInfo, TenantInfo, WasiReleases, host_view,
 };
+use crate::metrics::StoreMeter;
 use crate::names;
 use crate::sections::Table;
 use anyhow::Result;
@@ -49,6 +50,7 @@ use store::{Error as KvError, KeyResponse};
 #[derive(Clone)]
 pub struct Bucket {
     store: Backend,
+    meter: StoreMeter,
     namespace: Arc<str>,
 }
 
@@ -63,7 +65,7 @@ pub struct KeyValue;
 
 /// A tenant's stores, and the prefix of its keys in them.
 pub struct TenantStores {
-    stores: Grants<Backend>,
+    stores: Grants<(Backend, StoreMeter)>,
     namespace: Arc<str>,
 }
 
@@ -74,7 +76,7 @@ impl Capability for KeyValue {
     type Config = BTreeMap<String, StoreConfig>;
     /// Names of the stores granted.
     type Grant = Vec<String>;
-    type App = HashMap<String, Backend>;
+    type App = HashMap<String, (Backend, StoreMeter)>;
     type Tenant = TenantStores;
     type Request = ();
 
@@ -104,7 +106,7 @@ impl Capability for KeyValue {
             .map(|(name, store)| {
                 let backend = Backend::open(name, store, servers)
                     .map_err(|e| e.context(format!("key `stores.{name}`")))?;
-                Ok((name.clone(), backend))
+                Ok((name.clone(), (backend, servers.metrics().store(name))))
             })
             .collect()
     }
@@ -152,7 +154,7 @@ impl KeyValueView<'_> {
     {
         let bucket = self.table.get(bucket)?;
         let outcome = op(bucket.store.clone(), bucket.namespace.clone()).await;
-        Ok(outcome.map_err(storage_error))
+        Ok(bucket.meter.count(outcome).map_err(storage_error))
     }
 
     /// Reads `key` and keeps what it read in a new `cas` resource.
@@ -164,6 +166,7 @@ impl KeyValueView<'_> {
         let current = (bucket.store.clone())
             .get(bucket.namespace.clone(), key.clone())
             .await;
+        let current = bucket.meter.count(current);
         let current = match current {
             Ok(current) => current,
             Err(e) => return Ok(Err(storage_error(e))),
@@ -193,8 +196,10 @@ impl store::Host for KeyValueView<'_> {
             Err(Refusal::NotGranted(_)) => return Ok(Err(KvError::AccessDenied)),
             Err(Refusal::NoSuch(_)) => return Ok(Err(KvError::NoSuchStore)),
         };
+        let (store, meter) = store.clone();
         let bucket = Bucket {
-            store: store.clone(),
+            store,
+            meter,
             namespace: self.tenant.namespace.clone(),
         };
         Ok(Ok(self.table.push(bucket)?))
@@ -279,6 +284,7 @@ impl atomics::Host for KeyValueView<'_> {
         let swapped = (bucket.store.clone())
             .swap(bucket.namespace.clone(), key.clone(), current, value)
             .await;
+        let swapped = bucket.meter.count(swapped);
         Ok(match swapped {
             Ok(true) => Ok(()),
             Ok(false) => match self.new_cas(bucket, key).await? {

@@ -134,6 +134,13 @@ macro_rules! capabilities {
         }
 
         impl RequestCapabilities {
+            /// What the request used of every capability, for its tenant's bill.
+            pub fn usage(&self) -> crate::metrics::RequestUsage {
+                let mut usage = crate::metrics::RequestUsage::default();
+                $(<$capability as Capability>::usage(&self.$field, &mut usage);)*
+                usage
+            }
+
             pub fn new(
                 tenant: &TenantCapabilities,
                 request: &RequestInfo<'_>,

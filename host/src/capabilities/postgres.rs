@@ -27,6 +27,7 @@ use super::shape::{
     Capability, ConfigFile, HasView, RequestInfo, TenantInfo, WasiReleases, host_view,
     resource_calls,
 };
+use crate::metrics::Metrics;
 use crate::sections::Table;
 use anyhow::{Context, Result, bail};
 use pool::{Answer, Want};
@@ -78,7 +79,12 @@ pub enum PostgresPools {
 impl PostgresPools {
     /// Creates the pools of a `[pools]` entry without connecting; `tenants` are the tenants
     /// granted it (for a per-tenant pool, each gets its own).
-    pub fn open(name: &str, config: &PoolConfig, tenants: &[String]) -> Result<Arc<PostgresPools>> {
+    pub fn open(
+        name: &str,
+        config: &PoolConfig,
+        tenants: &[String],
+        metrics: &Arc<Metrics>,
+    ) -> Result<Arc<PostgresPools>> {
         let admin = server::Server::from_pool(config).with_context(|| {
             format!(
                 "invalid PostgreSQL URL for pool {name:?} ({})",
@@ -88,15 +94,20 @@ impl PostgresPools {
         Ok(Arc::new(match config.tenancy {
             Tenancy::Dedicated => PostgresPools::Dedicated {
                 identity: admin.identity(),
-                pool: PostgresPool::new(name, admin, config)?,
+                pool: PostgresPool::new(name, admin, config, metrics)?,
             },
             Tenancy::PerTenant => {
                 let provisioner = Arc::new(tenants::Provisioner::new(admin)?);
                 let pools = tenants
                     .iter()
                     .map(|tenant| {
-                        let pool =
-                            PostgresPool::for_tenant(name, tenant, provisioner.clone(), config)?;
+                        let pool = PostgresPool::for_tenant(
+                            name,
+                            tenant,
+                            provisioner.clone(),
+                            config,
+                            metrics,
+                        )?;
                         Ok((tenant.clone(), pool))
                     })
                     .collect::<Result<_>>()?;
@@ -267,8 +278,8 @@ impl Capability for Postgres {
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            let pool = servers.shared(name, pool, |name, config| {
-                PostgresPools::open(name, config, &tenants)
+            let pool = servers.shared(name, pool, |name, config, metrics| {
+                PostgresPools::open(name, config, &tenants, metrics)
             })?;
             open.insert(name.clone(), pool);
         }

@@ -7,18 +7,21 @@
 //! when pools live and die, and the `[pools]` section they are configured by.
 
 use super::grants::granted_names;
+use crate::metrics::{Metrics, PoolMeter};
 use crate::names;
 use crate::secrets::{Secret, redact_url};
 use crate::sections::Table;
 use crate::tls::CaFile;
 use crate::units::HumanDuration;
 use anyhow::{Context, Result, bail};
+use deadpool::managed::{Manager, Pool, RecycleResult};
 use serde::Deserialize;
 use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// A `[pools.NAME]` entry as written.
@@ -235,21 +238,34 @@ struct Entry {
 
 /// Every server pool the capabilities opened, shared between config entries with equal
 /// settings, and their lifecycle.
-#[derive(Default)]
 pub struct Servers {
     /// By pool type and settings.
     shared: HashMap<(TypeId, PoolConfig), Arc<dyn Any + Send + Sync>>,
     entries: Vec<Entry>,
+    /// Where pools count their connections and waits.
+    metrics: Arc<Metrics>,
 }
 
 impl Servers {
+    pub fn new(metrics: Arc<Metrics>) -> Servers {
+        Servers {
+            shared: HashMap::new(),
+            entries: Vec::new(),
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// The pool of type `P` with these settings: made by `create` for the first entry that
     /// names them, the same one for the others.
     pub fn shared<P: ServerPool>(
         &mut self,
         name: &str,
         config: &PoolConfig,
-        create: impl FnOnce(&str, &PoolConfig) -> Result<Arc<P>>,
+        create: impl FnOnce(&str, &PoolConfig, &Arc<Metrics>) -> Result<Arc<P>>,
     ) -> Result<Arc<P>> {
         let key = (TypeId::of::<P>(), config.clone());
         if let Some(pool) = self.shared.get(&key) {
@@ -258,7 +274,7 @@ impl Servers {
             }
             return Ok(pool.clone().downcast().expect("keyed by its type"));
         }
-        let pool = create(name, config)?;
+        let pool = create(name, config, &self.metrics)?;
         self.shared.insert(key, pool.clone());
         self.entries.push(Entry {
             pool: pool.clone(),
@@ -316,22 +332,64 @@ impl Servers {
 
 /// Builds a deadpool pool (Redis leases, PostgreSQL connections) with the configured size and
 /// timeouts: waiting for a free connection, opening one and checking one before reuse each get
-/// the acquire timeout.
-pub fn build_deadpool<M, W>(
-    builder: deadpool::managed::PoolBuilder<M, W>,
+/// the acquire timeout. Its connections are counted in `meter`.
+pub fn build_deadpool<M: Manager>(
+    manager: M,
     config: &PoolConfig,
-) -> Result<deadpool::managed::Pool<M, W>>
-where
-    M: deadpool::managed::Manager,
-    W: From<deadpool::managed::Object<M>>,
-{
-    Ok(builder
+    meter: &PoolMeter,
+) -> Result<Pool<Metered<M>>> {
+    let manager = Metered {
+        inner: manager,
+        meter: meter.clone(),
+        broke: AtomicBool::new(false),
+    };
+    Ok(Pool::builder(manager)
         .max_size(config.max_connections as usize)
         .wait_timeout(Some(config.acquire_timeout))
         .create_timeout(Some(config.acquire_timeout))
         .recycle_timeout(Some(config.acquire_timeout))
         .runtime(deadpool::Runtime::Tokio1)
         .build()?)
+}
+
+/// A pool's connection manager, counting the connections it opens: one opened after a
+/// connection failed its check before reuse is a reconnect.
+pub struct Metered<M> {
+    inner: M,
+    meter: PoolMeter,
+    broke: AtomicBool,
+}
+
+impl<M: Manager> Manager for Metered<M> {
+    type Type = M::Type;
+    type Error = M::Error;
+
+    async fn create(&self) -> Result<M::Type, M::Error> {
+        let _opening = self
+            .meter
+            .opening(self.broke.swap(false, Ordering::Relaxed));
+        let created = self.inner.create().await;
+        if created.is_err() {
+            self.meter.failed();
+        }
+        created
+    }
+
+    async fn recycle(
+        &self,
+        connection: &mut M::Type,
+        metrics: &deadpool::managed::Metrics,
+    ) -> RecycleResult<M::Error> {
+        let recycled = self.inner.recycle(connection, metrics).await;
+        if recycled.is_err() {
+            self.broke.store(true, Ordering::Relaxed);
+        }
+        recycled
+    }
+
+    fn detach(&self, connection: &mut M::Type) {
+        self.inner.detach(connection);
+    }
 }
 
 /// Retries until the server answers, with a capped backoff; warns once, then says when the

@@ -21,6 +21,7 @@
 
 use super::servers::{PoolConfig, Servers};
 use crate::limits::Limits;
+use crate::metrics::{Metrics, RequestUsage};
 use crate::sections::Table;
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -71,6 +72,9 @@ pub trait Capability: Sized + Send + Sync + 'static {
     /// Builds one request's state, owned by its sandbox's store.
     fn request(tenant: &Self::Tenant, request: &RequestInfo<'_>) -> Result<Self::Request>;
 
+    /// Adds what the request used of it to its tenant's bill, as its sandbox ends.
+    fn usage(_request: &Self::Request, _usage: &mut RequestUsage) {}
+
     /// Adds its interfaces to a linker apps are linked with: one for WASI 0.2 apps, one for
     /// WASI 0.3 apps (`releases` says which).
     fn add_to_linker<T: HasView<Self>>(
@@ -102,6 +106,8 @@ pub struct ConfigFile<'i> {
 /// The tenant whose state is being built.
 pub struct TenantInfo<'a> {
     pub name: &'a str,
+    /// Where its capabilities count what they do (see [`crate::metrics`]).
+    pub metrics: &'a Arc<Metrics>,
     /// The prefix the host puts before this tenant's keys in shared stores (`tenant:NAME`).
     pub namespace: &'a Arc<str>,
     pub limits: &'a Limits,

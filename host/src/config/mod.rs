@@ -13,7 +13,7 @@ mod fuzz;
 mod server;
 mod tenants;
 
-pub use server::{AdminConfig, TokenHash};
+pub use server::{AdminConfig, MetricsConfig, TokenHash};
 pub use tenants::{AppConfig, DEFAULT_TENANT, TenantConfig};
 
 use crate::capabilities::servers::{self, PoolConfig, PoolSection};
@@ -21,7 +21,7 @@ use crate::capabilities::shape::ConfigFile;
 use crate::capabilities::{self, CapabilityConfig};
 use crate::sections::Table;
 use anyhow::{Context, Result, bail};
-use server::{AdminSection, DefaultsSection, ServerSection};
+use server::{AdminSection, DefaultsSection, MetricsSection, ServerSection};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ use std::time::Duration;
 
 /// The host's own top-level tables; the capabilities own the others they name.
 const HOST_SECTIONS: &[&str] = &[
-    "server", "defaults", "admin", "pools", "apps", "grants", "tenants",
+    "server", "defaults", "admin", "metrics", "pools", "apps", "grants", "tenants",
 ];
 
 /// The configuration after validation: paths absolute, limits resolved, nothing left to check.
@@ -47,6 +47,7 @@ pub struct Config {
     /// Every capability's own config (key-value stores, ...).
     pub capabilities: CapabilityConfig,
     pub admin: Option<AdminConfig>,
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -110,7 +111,11 @@ impl Config {
                 tenant.name
             );
         }
+        let metrics = root
+            .get_or_default::<MetricsSection>("metrics")?
+            .resolve(admin.is_some())?;
         Ok(Config {
+            metrics,
             source: path.to_path_buf(),
             listen: server.listen,
             code_cache: server.code_cache(&base)?,

@@ -99,6 +99,39 @@ pub struct AdminSection {
     pub state: PathBuf,
 }
 
+/// Where Prometheus scrapes the host's metrics (`GET /metrics`): the admin listener always,
+/// and a listener of its own when `listen` is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    pub listen: Option<SocketAddr>,
+    /// Whether a scrape needs no token. Off: it needs the operator's admin token (metrics
+    /// name every tenant and app).
+    #[serde(default)]
+    pub open: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsConfig {
+    pub listen: Option<SocketAddr>,
+    pub open: bool,
+}
+
+impl MetricsSection {
+    /// `admin`: whether there is an `[admin]` section, whose operator token a scrape can use.
+    pub fn resolve(self, admin: bool) -> Result<MetricsConfig> {
+        if self.listen.is_some() && !self.open && !admin {
+            bail!(
+                "key `metrics.listen`: a scrape needs the operator's admin token, and there is no                  [admin] section to hold it: add one, or set `metrics.open = true` to serve                  metrics to anyone who can reach the listener"
+            );
+        }
+        Ok(MetricsConfig {
+            listen: self.listen,
+            open: self.open,
+        })
+    }
+}
+
 /// SHA-256 of a bearer token.
 pub type TokenHash = [u8; 32];
 

@@ -13,7 +13,8 @@ pub mod egress;
 
 use super::servers::Servers;
 use super::shape::{Capability, ConfigFile, HasView, RequestInfo, TenantInfo, View, WasiReleases};
-use crate::body::BetweenBytes;
+use crate::body::{BetweenBytes, CountedBody};
+use crate::metrics::{OutboundMeter, RequestUsage};
 use crate::sections::Table;
 use anyhow::Result;
 use egress::{Denial, Egress, EgressResolver, OutboundRule};
@@ -22,6 +23,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Accessor, HasData, Linker, Resource};
@@ -52,6 +54,7 @@ pub struct TenantOutbound {
     egress: Arc<Egress>,
     client: OutboundClient,
     quota: u32,
+    meter: OutboundMeter,
 }
 
 /// One sandbox's `wasi:http` state.
@@ -86,10 +89,12 @@ impl Capability for OutboundHttp {
 
     fn tenant(_: &(), tenant: &TenantInfo<'_>, grant: &OutboundGrant) -> Result<TenantOutbound> {
         let egress = Arc::new(Egress::new(grant.rules.clone(), grant.networks.clone()));
+        let meter = tenant.metrics.outbound(tenant.name);
         Ok(TenantOutbound {
-            client: OutboundClient::new(egress.clone()),
+            client: OutboundClient::new(egress.clone(), meter.connections.clone()),
             egress,
             quota: tenant.limits.outbound_calls,
+            meter,
         })
     }
 
@@ -101,8 +106,13 @@ impl Capability for OutboundHttp {
                 client: tenant.client.clone(),
                 calls_left: tenant.quota,
                 quota: tenant.quota,
+                meter: tenant.meter.clone(),
             },
         })
+    }
+
+    fn usage(request: &RequestOutbound, usage: &mut RequestUsage) {
+        usage.outbound_calls += u64::from(request.calls.sent());
     }
 
     /// `wasi:http` 0.2 and 0.3 both send through the same hooks: one client, allow-list,
@@ -164,12 +174,13 @@ pub fn ctx(view: View<'_, OutboundHttp>) -> WasiHttpCtxView<'_> {
 /// A tenant's pooled outbound HTTP client (cheap to clone: the pool is shared).
 #[derive(Clone)]
 pub struct OutboundClient {
-    client: Client<HttpsConnector<HttpConnector<EgressResolver>>, WasiBody>,
+    client: Client<Counted<HttpsConnector<HttpConnector<EgressResolver>>>, WasiBody>,
 }
 
 impl OutboundClient {
-    /// A client that connects only where `egress` permits.
-    pub fn new(egress: Arc<Egress>) -> OutboundClient {
+    /// A client that connects only where `egress` permits, counting its connections in
+    /// `connections`.
+    pub fn new(egress: Arc<Egress>, connections: Counter) -> OutboundClient {
         let mut http = HttpConnector::new_with_resolver(EgressResolver::new(egress));
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -184,8 +195,37 @@ impl OutboundClient {
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(https);
+            .build(Counted {
+                inner: https,
+                connections,
+            });
         OutboundClient { client }
+    }
+}
+
+/// A connector that counts the connections it makes: the pooled client only connects for
+/// a connection it does not have.
+#[derive(Clone)]
+pub struct Counted<C> {
+    inner: C,
+    connections: Counter,
+}
+
+impl<C: tower_service::Service<http::Uri>> tower_service::Service<http::Uri> for Counted<C> {
+    type Response = C::Response;
+    type Error = C::Error;
+    type Future = C::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), C::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> C::Future {
+        self.connections.inc();
+        self.inner.call(uri)
     }
 }
 
@@ -196,6 +236,14 @@ pub struct OutboundCalls {
     client: OutboundClient,
     calls_left: u32,
     quota: u32,
+    meter: OutboundMeter,
+}
+
+impl OutboundCalls {
+    /// Calls the guest made that were sent (for its tenant's usage).
+    pub fn sent(&self) -> u32 {
+        self.quota - self.calls_left
+    }
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
@@ -212,15 +260,18 @@ impl WasiHttpHooks for OutboundCalls {
         match self.egress.check(request.uri()) {
             Ok(()) => {}
             Err(Denial::NotGranted) => {
+                self.meter.failed();
                 tracing::warn!(uri = %request.uri(), "outbound request denied: host not granted to this tenant (grants.outbound)");
                 return Box::new(async { Err(Error::HttpRequestDenied) });
             }
             Err(Denial::Address(address)) => {
+                self.meter.failed();
                 tracing::warn!(uri = %request.uri(), %address, "outbound request denied: the address is not public and not granted (grants.outbound_networks)");
                 return Box::new(async { Err(Error::HttpRequestDenied) });
             }
         }
         let Some(left) = self.calls_left.checked_sub(1) else {
+            self.meter.failed();
             let quota = self.quota;
             tracing::warn!(uri = %request.uri(), quota, "outbound request refused: the request's outbound-call quota is used up");
             return Box::new(async move {
@@ -230,6 +281,9 @@ impl WasiHttpHooks for OutboundCalls {
             });
         };
         self.calls_left = left;
+        let meter = self.meter.clone();
+        meter.calls.inc();
+        let request = request.map(|body| CountedBody::new(body, meter.sent.clone()).boxed_unsync());
         let client = self.client.client.clone();
         let options = options.unwrap_or_default();
         let connect = options.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
@@ -243,10 +297,13 @@ impl WasiHttpHooks for OutboundCalls {
             // A pooled connection may need no connecting at all, so the two budgets are one.
             let response = tokio::time::timeout(connect + first_byte, client.request(request))
                 .await
-                .map_err(|_| Error::HttpResponseTimeout)?
-                .map_err(client_error)?;
-            let response =
-                response.map(|body| BetweenBytes::new(body, between_bytes).boxed_unsync());
+                .map_err(|_| Error::HttpResponseTimeout)
+                .and_then(|sent| sent.map_err(client_error))
+                .inspect_err(|_| meter.failed())?;
+            let response = response.map(|body| {
+                let body = BetweenBytes::new(body, between_bytes);
+                CountedBody::new(body, meter.received).boxed_unsync()
+            });
             // The pooled client drives its connections itself: nothing for the caller to await.
             let io: IoFuture = Box::new(async { Ok(()) });
             Ok((response, io))

@@ -15,12 +15,12 @@ use super::server::{self, Server};
 use super::tenants::Provisioner;
 use super::v0_1::hostel::host::postgres::{DbError, Error, Rows, Value};
 use super::values::{self, Decoded, Shape};
+use crate::capabilities::servers::Metered;
 use crate::capabilities::servers::{PoolConfig, build_deadpool};
+use crate::metrics::{Metrics, PoolGauges, PoolMeter};
 use crate::secrets::redact_text;
 use anyhow::{Result, anyhow};
-use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, TimeoutType,
-};
+use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, TimeoutType};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +29,10 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+type Pool = deadpool::managed::Pool<Metered<Manager>>;
+type Object = deadpool::managed::Object<Metered<Manager>>;
+type PoolError = deadpool::managed::PoolError<tokio_postgres::Error>;
 
 /// SQL texts whose shape a pool remembers. Bounded, so that a guest sending endless distinct
 /// SQL costs itself a prepare per statement, not the host memory.
@@ -46,6 +50,7 @@ pub struct PostgresPool {
     idle_timeout: Duration,
     /// For a tenant's own login: made (or repaired) before its first connection.
     provisioning: Option<Provisioning>,
+    meter: PoolMeter,
 }
 
 /// A tenant login's provisioning state.
@@ -73,8 +78,13 @@ pub enum Want {
 impl PostgresPool {
     /// Creates the pool of `server`'s login without connecting: connections are opened when
     /// first needed. `name` names it in log lines and errors.
-    pub fn new(name: &str, server: Server, config: &PoolConfig) -> Result<Arc<PostgresPool>> {
-        Self::build(name, server, config, None)
+    pub fn new(
+        name: &str,
+        server: Server,
+        config: &PoolConfig,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Arc<PostgresPool>> {
+        Self::build(name, server, config, None, metrics)
     }
 
     /// The pool of `tenant`'s own login, provisioned by `provisioner` before first use.
@@ -83,6 +93,7 @@ impl PostgresPool {
         tenant: &str,
         provisioner: Arc<Provisioner>,
         config: &PoolConfig,
+        metrics: &Arc<Metrics>,
     ) -> Result<Arc<PostgresPool>> {
         let server = provisioner.tenant_login(tenant);
         let provisioning = Provisioning {
@@ -96,6 +107,7 @@ impl PostgresPool {
             server,
             config,
             Some(provisioning),
+            metrics,
         )
     }
 
@@ -104,6 +116,7 @@ impl PostgresPool {
         server: Server,
         config: &PoolConfig,
         provisioning: Option<Provisioning>,
+        metrics: &Arc<Metrics>,
     ) -> Result<Arc<PostgresPool>> {
         let address = server.address();
         // `Fast` only checks the socket is open: a lease never comes back dirty (see `Lease`'s
@@ -115,9 +128,10 @@ impl PostgresPool {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = build_deadpool(Pool::builder(manager), config)
+        let meter = metrics.pool(name);
+        let pool = build_deadpool(manager, config, &meter)
             .map_err(|e| anyhow!("cannot create PostgreSQL pool {name:?} ({address}): {e}"))?;
-        Ok(Arc::new(PostgresPool {
+        let pool = Arc::new(PostgresPool {
             name: name.to_string(),
             shapes: Mutex::new(lru::LruCache::new(SHAPES)),
             address,
@@ -126,14 +140,21 @@ impl PostgresPool {
             acquire_timeout: config.acquire_timeout,
             idle_timeout: config.idle_timeout,
             provisioning,
-        }))
+            meter,
+        });
+        let gauges: Arc<dyn PoolGauges> = pool.clone();
+        metrics.watch_pool(&pool.meter, Arc::downgrade(&gauges));
+        Ok(pool)
     }
 
     /// A connection of this pool until the lease is dropped; waits up to the acquire timeout
     /// for one to come free (or to be opened).
     pub async fn lease(self: &Arc<Self>) -> Result<Lease, Error> {
         self.ensure_provisioned().await?;
-        let conn = match self.pool.get().await {
+        let asked = std::time::Instant::now();
+        let got = self.pool.get().await;
+        self.meter.waited(asked.elapsed());
+        let conn = match got {
             Ok(conn) => conn,
             // A tenant's login that stopped working (its password was changed from inside):
             // provision it again, once.
@@ -183,6 +204,7 @@ impl PostgresPool {
     }
 
     fn pool_error(&self, e: PoolError) -> Error {
+        self.meter.failed();
         let why = match e {
             PoolError::Timeout(TimeoutType::Wait) => format!(
                 "no connection came free within {:?}; raise max_connections or \
@@ -272,6 +294,14 @@ impl PostgresPool {
 
     pub fn close(&self) {
         self.pool.close();
+    }
+}
+
+impl PoolGauges for PostgresPool {
+    fn connections(&self) -> (u64, u64) {
+        let status = self.pool.status();
+        let idle = status.available as u64;
+        ((status.size as u64).saturating_sub(idle), idle)
     }
 }
 

@@ -8,7 +8,8 @@
 //! configured database again. `rediss://` URLs connect over TLS (rustls), checking the
 //! server's certificate against the public roots or the pool's `ca_file`.
 
-use crate::capabilities::servers::{PoolConfig, ServerPool, build_deadpool};
+use crate::capabilities::servers::{Metered, PoolConfig, ServerPool, build_deadpool};
+use crate::metrics::{Metrics, PoolGauges, PoolMeter};
 use crate::tls;
 use anyhow::{Context, Result, anyhow, bail};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -23,19 +24,20 @@ use tokio::sync::OnceCell;
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection leased from the pool.
-pub type Leased = deadpool::managed::Object<LeaseManager>;
+pub type Leased = deadpool::managed::Object<Metered<LeaseManager>>;
 
 pub struct RedisPool {
     name: String,
     config: PoolConfig,
     client: redis::Client,
     shared: OnceCell<ConnectionManager>,
-    leased: deadpool::managed::Pool<LeaseManager>,
+    leased: deadpool::managed::Pool<Metered<LeaseManager>>,
     closed: AtomicBool,
+    meter: PoolMeter,
 }
 
 impl RedisPool {
-    pub fn new(name: &str, config: &PoolConfig) -> Result<Arc<RedisPool>> {
+    pub fn new(name: &str, config: &PoolConfig, metrics: &Arc<Metrics>) -> Result<Arc<RedisPool>> {
         let client = client(config).with_context(|| {
             format!(
                 "invalid Redis URL for pool {name:?} ({}): expected \
@@ -52,16 +54,21 @@ impl RedisPool {
                 .set_response_timeout(None),
             pings: AtomicU64::new(0),
         };
-        let leased = build_deadpool(deadpool::managed::Pool::builder(manager), config)
+        let meter = metrics.pool(name);
+        let leased = build_deadpool(manager, config, &meter)
             .with_context(|| format!("cannot create Redis pool {name:?}"))?;
-        Ok(Arc::new(RedisPool {
+        let pool = Arc::new(RedisPool {
             name: name.to_string(),
             config: config.clone(),
             client,
             shared: OnceCell::new(),
             leased,
             closed: AtomicBool::new(false),
-        }))
+            meter,
+        });
+        let gauges: Arc<dyn PoolGauges> = pool.clone();
+        metrics.watch_pool(&pool.meter, Arc::downgrade(&gauges));
+        Ok(pool)
     }
 
     /// The connection every request's plain commands share. Made on first use (or by the
@@ -71,6 +78,7 @@ impl RedisPool {
         let manager = self
             .shared
             .get_or_try_init(|| async {
+                let _opening = self.meter.opening(false);
                 // One attempt per call: the caller (a request, or the background reconnect
                 // loop) decides when to try again.
                 let config = ConnectionManagerConfig::new()
@@ -87,6 +95,7 @@ impl RedisPool {
                 .map_err(explained)
             })
             .await
+            .inspect_err(|_| self.meter.failed())
             .with_context(|| self.unavailable())?;
         Ok(manager.clone())
     }
@@ -95,9 +104,11 @@ impl RedisPool {
     /// for one to come free.
     pub async fn lease(&self) -> Result<Leased> {
         self.check_open()?;
-        self.leased
-            .get()
-            .await
+        let asked = std::time::Instant::now();
+        let leased = self.leased.get().await;
+        self.meter.waited(asked.elapsed());
+        leased
+            .inspect_err(|_| self.meter.failed())
             .map_err(|e| match e {
                 deadpool::managed::PoolError::Backend(e) => explained(e),
                 other => anyhow!("{other}"),
@@ -205,6 +216,16 @@ impl deadpool::managed::Manager for LeaseManager {
     }
 }
 
+impl PoolGauges for RedisPool {
+    /// Leased connections; the shared one counts as in use once made.
+    fn connections(&self) -> (u64, u64) {
+        let status = self.leased.status();
+        let idle = status.available as u64;
+        let shared = u64::from(self.shared.initialized());
+        ((status.size as u64).saturating_sub(idle) + shared, idle)
+    }
+}
+
 impl ServerPool for RedisPool {
     fn check(&self) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
         Box::pin(async move {
@@ -247,7 +268,7 @@ mod tests {
         let server = hostel_tests::RedisServer::start_with_password("pw").unwrap();
         let mut config = PoolConfig::redis(Secret::new(format!("{}/2", server.url())), None);
         config.max_connections = 1;
-        let pool = RedisPool::new("test", &config).unwrap();
+        let pool = RedisPool::new("test", &config, &Metrics::new()).unwrap();
         {
             let mut lease = pool.lease().await.unwrap();
             let connection: &mut MultiplexedConnection = &mut lease;
