@@ -269,6 +269,31 @@ async fn twenty_swaps_under_load_fail_no_request() {
         "failed requests during swaps: {failures:?}"
     );
     assert!(served.load(Ordering::Relaxed) > 100, "the load ran");
+
+    // Every version counted in the app's one series: each request once, none in flight.
+    let request = http::Request::get(host.admin_url("/metrics"))
+        .header("authorization", format!("Bearer {OPERATOR}"))
+        .body(Default::default())
+        .unwrap();
+    let metrics = send(&client, request).await.unwrap().text();
+    let value = |series: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+            .to_string()
+    };
+    let answered = served.load(Ordering::Relaxed) + 20;
+    assert_eq!(
+        value("hostel_requests_total{tenant=\"acme\",app=\"live\",class=\"2xx\"}"),
+        answered.to_string()
+    );
+    assert_eq!(
+        value("hostel_requests_in_flight{tenant=\"acme\",app=\"live\"}"),
+        "0"
+    );
+    assert_eq!(value("hostel_app_changes_total{change=\"deploy\"}"), "1");
+    assert_eq!(value("hostel_app_changes_total{change=\"swap\"}"), "20");
 }
 
 /// Starts deploying `wasm` as acme's app `app` (route `/app`) over a raw connection, sending

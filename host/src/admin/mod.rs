@@ -301,6 +301,7 @@ impl Admin {
             },
         );
         tracing::info!(%tenant, app = %name, replaced = replaced.is_some(), "app deployed");
+        (self.host.metrics()).app_changed(if replaced.is_some() { "swap" } else { "deploy" });
         let (_, now) = self
             .host
             .installed()
@@ -336,6 +337,7 @@ impl Admin {
             .save(&deployed(&installed, Some(key)))
             .map_err(internal)?;
         self.host.uninstall(key);
+        self.host.metrics().app_changed("remove");
         tracing::info!(tenant = %key.0, app = %key.1, "app removed");
         Ok(Response::builder()
             .status(StatusCode::NO_CONTENT)
