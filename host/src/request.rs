@@ -2,6 +2,7 @@
 //! Every response the host makes itself says why, and carries the request id.
 
 use crate::Host;
+use crate::access::{self, Served};
 use crate::apps::App;
 use crate::body::LimitedBody;
 use crate::request_id::RequestId;
@@ -10,6 +11,7 @@ use crate::sandbox::{self, Failure};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use std::convert::Infallible;
@@ -37,11 +39,11 @@ pub async fn handle(
     let span = match &routed {
         Ok(app) => tracing::error_span!(
             "request",
-            id = %id,
+            request_id = %id,
             tenant = %app.tenant.name,
             app = %app.name
         ),
-        Err(_) => tracing::error_span!("request", id = %id),
+        Err(_) => tracing::error_span!("request", request_id = %id),
     };
     let mut response = match routed {
         Ok(app) => {
@@ -52,19 +54,14 @@ pub async fn handle(
         Err((status, reason)) => host_error(status, reason, id),
     };
     response.headers_mut().insert(REQUEST_ID_HEADER, id_header);
-    let status = response.status();
-    let ms = started.elapsed().as_secs_f64() * 1e3;
-    let path = uri.path();
-    // Over-quota answers are logged like failures: the operator sees a tenant hitting its limit.
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-        span.in_scope(|| {
-            tracing::warn!(%method, path, status = status.as_u16(), ms, "request failed");
-        });
-    } else if tracing::enabled!(tracing::Level::DEBUG) {
-        span.in_scope(|| {
-            tracing::debug!(%method, path, status = status.as_u16(), ms, "request");
-        });
-    }
+    let served = Served {
+        method: &method,
+        path: uri.path(),
+        status: response.status(),
+        duration: started.elapsed(),
+        bytes: declared_length(response.headers()).or(response.body().size_hint().exact()),
+    };
+    access::log(&span, &served, host.access_log());
     Ok(response)
 }
 

@@ -12,6 +12,7 @@ mod hostile;
 mod keyvalue;
 mod lifecycle;
 mod limits;
+mod operability;
 mod outbound;
 mod postgres;
 mod privilege;
