@@ -1,6 +1,7 @@
 //! The `hostel` command line.
 
 mod admin_client;
+mod logging;
 
 use admin_client::AdminClient;
 use anyhow::{Context, Result};
@@ -11,10 +12,13 @@ use hostel::admin::deployments::DeploymentStore;
 use hostel::admin::scrape::Scrape;
 use hostel::config::Config;
 use hostel::{Host, request, server};
+use logging::LogFormat;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 /// Hostel serves WebAssembly HTTP handler components, a fresh sandbox per request, with
@@ -25,6 +29,16 @@ struct Cli {
     /// Log filter, e.g. `info`, `hostel=debug,guest=info` (tracing's EnvFilter syntax).
     #[arg(long, global = true, env = "HOSTEL_LOG", default_value = "info")]
     log: String,
+
+    /// `json`: one JSON object per line, the request's id, tenant and app at the top level.
+    #[arg(
+        long,
+        global = true,
+        env = "HOSTEL_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
 
     #[command(subcommand)]
     command: Command,
@@ -154,17 +168,15 @@ fn main() {
         eprintln!("hostel: invalid --log filter {:?}: {e}", cli.log);
         std::process::exit(2);
     });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| hostel::secrets::RedactingWriter::new(std::io::stderr()))
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    logging::init(filter, cli.log_format);
 
     if let Err(e) = run(cli.command) {
-        eprintln!(
-            "hostel: error: {}",
-            hostel::secrets::redact_text(&format!("{e:#}"))
-        );
+        let message = hostel::secrets::redact_text(&format!("{e:#}"));
+        match cli.log_format {
+            LogFormat::Text => eprintln!("hostel: error: {message}"),
+            // A log collector reads every stderr line as JSON.
+            LogFormat::Json => tracing::error!("{message}"),
+        }
         std::process::exit(1);
     }
 }
@@ -296,6 +308,16 @@ fn run(command: Command) -> Result<()> {
     }
 }
 
+/// How long admin requests in flight (a deploy) may run on once the host stops.
+const ADMIN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves until SIGINT or SIGTERM, then stops in this order:
+///
+/// 1. at once, the host is not ready: `/readyz` answers 503;
+/// 2. the app listener keeps accepting for `server.drain_delay`, so that a load balancer's
+///    probes see the 503 and take the host out before any connection is refused;
+/// 3. the app listener closes; requests in flight get `server.shutdown_grace` to finish;
+/// 4. then the admin listener, which answered `/readyz` until here, and the pools close.
 fn serve(config: Config) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -311,62 +333,50 @@ fn serve(config: Config) -> Result<()> {
         .with_context(|| format!("{}: [admin]", config.source.display()))?;
     host.engines().start_epoch_ticker();
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {} (key `server.listen` in {}): is another process using it?",
-                    config.listen,
-                    config.source.display()
-                )
-            })?;
-        let admin_server = match (&admin, &config.admin) {
+        let listener = bind(config.listen, "server.listen", &config).await?;
+        let admin_server = match (admin, &config.admin) {
             (Some(admin), Some(settings)) => {
-                let listener = tokio::net::TcpListener::bind(settings.listen)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "cannot listen on {} (key `admin.listen` in {}): is another process \
-                             using it?",
-                            settings.listen,
-                            config.source.display()
-                        )
-                    })?;
-                Some((listener, admin.clone()))
+                Some((bind(settings.listen, "admin.listen", &config).await?, admin))
             }
             _ => None,
         };
         let metrics_listener = match config.metrics.listen {
-            Some(listen) => Some(tokio::net::TcpListener::bind(listen).await.with_context(|| {
-                format!(
-                    "cannot listen on {listen} (key `metrics.listen` in {}): is another process                      using it?",
-                    config.source.display()
-                )
-            })?),
+            Some(listen) => Some(bind(listen, "metrics.listen", &config).await?),
             None => None,
         };
         host.start_pools().await?;
-        let (stop, stopped) = tokio::sync::watch::channel(false);
+
+        let (signalled, on_signal) = watch::channel(false);
+        let (apps_drained, on_apps_drained) = watch::channel(false);
+        let drain_delay = config.drain_delay;
+        let draining = host.clone();
         tokio::spawn(async move {
             shutdown_signal().await;
-            let _ = stop.send(true);
+            draining.readiness().set_draining();
+            tracing::info!(
+                "not ready from now on (/readyz answers 503); accepting for {drain_delay:?} \
+                 more (server.drain_delay), then draining"
+            );
+            let _ = signalled.send(true);
         });
-        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
+
+        let admin_task = match admin_server {
+            Some((listener, admin)) => {
+                let addr = listener.local_addr()?;
+                tracing::info!("admin API on http://{addr}");
+                println!("hostel admin listening on http://{addr}");
+                let stop = until(on_apps_drained.clone());
+                Some(tokio::spawn(async move {
+                    let handle = move |req| admin.clone().handle(req);
+                    if let Err(e) =
+                        server::serve("admin", listener, handle, stop, ADMIN_GRACE).await
+                    {
+                        tracing::error!("admin API stopped: {e:#}");
+                    }
+                }))
+            }
+            None => None,
         };
-        if let Some((listener, admin)) = admin_server {
-            let addr = listener.local_addr()?;
-            tracing::info!("admin API on http://{addr}");
-            println!("hostel admin listening on http://{addr}");
-            let stop = until_stopped(stopped.clone());
-            tokio::spawn(async move {
-                let handle = move |req| admin.clone().handle(req);
-                if let Err(e) = server::serve(listener, handle, stop, Duration::from_secs(5)).await
-                {
-                    tracing::error!("admin API stopped: {e:#}");
-                }
-            });
-        }
         if let Some(listener) = metrics_listener {
             let addr = listener.local_addr()?;
             tracing::info!("metrics on http://{addr}/metrics");
@@ -374,33 +384,63 @@ fn serve(config: Config) -> Result<()> {
             let tokens = (config.admin.as_ref())
                 .map(|admin| Arc::new(Tokens::new(admin.operator_token, &host)));
             let scrape = Arc::new(Scrape::new(host.clone(), tokens, config.metrics.open));
-            let stop = until_stopped(stopped.clone());
+            // Scraped to the end of the drain, like the probes.
+            let stop = until(on_apps_drained.clone());
             tokio::spawn(async move {
                 let handle = move |request| {
                     let scrape = scrape.clone();
                     async move { Ok::<_, std::convert::Infallible>(scrape.handle(&request).await) }
                 };
-                let served = server::serve(listener, handle, stop, Duration::from_secs(1));
+                let served = server::serve("metrics", listener, handle, stop, ADMIN_GRACE);
                 if let Err(e) = served.await {
                     tracing::error!("metrics listener stopped: {e:#}");
                 }
             });
         }
+
+        // The listener is bound, so connections queue from here on: ready (unless a pool is
+        // down) before anyone is told where to connect.
+        host.readiness().set_serving();
         let addr = listener.local_addr()?;
         tracing::info!("listening on http://{addr}");
         // A line on stdout that scripts and tests can wait for.
         println!("hostel listening on http://{addr}");
         let serving = host.clone();
+        let stop_accepting = async move {
+            until(on_signal).await;
+            tokio::time::sleep(drain_delay).await;
+        };
         server::serve(
+            "apps",
             listener,
             move |req| request::handle(serving.clone(), req),
-            until_stopped(stopped),
+            stop_accepting,
             config.shutdown_grace,
         )
         .await?;
+        let _ = apps_drained.send(true);
+        if let Some(admin) = admin_task {
+            let _ = admin.await;
+        }
         host.close_pools();
         Ok(())
     })
+}
+
+/// Binds `addr`; a failure names the config key it came from, as every config error does.
+async fn bind(addr: SocketAddr, key: &str, config: &Config) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen on {addr} (key `{key}` in {}): is another process using it?",
+            config.source.display()
+        )
+    })
+}
+
+/// Ends when `flag` is set — or when its sender is dropped, so a sender must live as long as
+/// what waits on it should run.
+async fn until(mut flag: watch::Receiver<bool>) {
+    let _ = flag.wait_for(|set| *set).await;
 }
 
 fn measure(config: &Config, authority: &str, path: &str, requests: usize) -> Result<()> {

@@ -8,8 +8,10 @@
 //! → [`sandbox`] (new `Store`, limits, deadline, guest call). Loaded once at startup:
 //! [`config`] (assembled from [`sections`]), [`engine`], [`code_cache`], [`apps`], [`tenant`]
 //! and [`capabilities`], each in the one shape of [`capabilities::shape`]. The admin API
-//! ([`admin`]) builds on the host; nothing in the core imports it.
+//! ([`admin`]) builds on the host; nothing in the core imports it. Operating it: [`health`]
+//! (liveness, readiness, draining) and [`access`] (the one log line per request).
 
+pub mod access;
 pub mod admin;
 pub mod apps;
 pub mod body;
@@ -18,6 +20,7 @@ pub mod code_cache;
 pub mod config;
 pub mod engine;
 pub mod fair_share;
+pub mod health;
 pub mod limits;
 pub mod measure;
 pub mod metrics;
@@ -41,6 +44,7 @@ use capabilities::AppCapabilities;
 use capabilities::servers::Servers;
 use config::Config;
 use engine::EngineSizing;
+use health::Readiness;
 use router::Router;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -63,6 +67,9 @@ pub struct Host {
     metrics: Arc<metrics::Metrics>,
     /// Where requests no app took are counted.
     unrouted: Arc<metrics::AppMeter>,
+    readiness: Readiness,
+    /// `server.access_log`: one line per request (see [`access`]).
+    access_log: bool,
 }
 
 impl Host {
@@ -138,6 +145,7 @@ impl Host {
         Ok(Host {
             engines,
             router: ArcSwap::from_pointee(router),
+            readiness: Readiness::new(servers.required()),
             servers,
             tenants,
             loader,
@@ -145,6 +153,7 @@ impl Host {
             listed_hosts,
             unrouted: metrics.unrouted(),
             metrics,
+            access_log: config.access_log,
         })
     }
 
@@ -166,6 +175,15 @@ impl Host {
     /// Where a request no app took is counted.
     pub fn unrouted(&self) -> &Arc<metrics::AppMeter> {
         &self.unrouted
+    }
+
+    /// Whether the host should get traffic: what `/readyz` answers, and what a drain flips.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    pub fn access_log(&self) -> bool {
+        self.access_log
     }
 
     pub fn engines(&self) -> &engine::Engines {

@@ -59,11 +59,11 @@ async fn one_request(app: &Arc<App>, authority: &str, path: &str) -> Result<()> 
         .header(http::header::HOST, authority)
         .body(body)?;
     let permit = app.tenant.admission.clone().try_acquire_owned()?;
-    let response = match sandbox::run(&app.handler, &app.tenant, &app.meter, request, permit).await
-    {
-        Ok(response) => response,
-        Err(failure) => bail!("the guest failed: {failure:?}"),
-    };
+    let response =
+        match sandbox::run(&app.handler, &app.tenant, &app.meter, None, request, permit).await {
+            Ok(response) => response,
+            Err(failure) => bail!("the guest failed: {failure:?}"),
+        };
     if !response.status().is_success() {
         bail!("the guest answered {}", response.status());
     }

@@ -401,6 +401,26 @@ pub struct Usage {
     pub pool_ns: AtomicU64,
 }
 
+/// One request's guest CPU time, once its guest has finished: for its access log line.
+#[derive(Clone, Default)]
+pub struct GuestCpu(Arc<AtomicU64>);
+
+impl GuestCpu {
+    pub fn finish(&self, ran: Duration) {
+        // At least 1 ns: 0 means "not finished".
+        let ns = u64::try_from(ran.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.0.store(ns, Ordering::Release);
+    }
+
+    /// The guest's CPU time, if it has finished.
+    pub fn finished(&self) -> Option<Duration> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+}
+
 /// What one request used of the capabilities (see `Capability::usage`).
 #[derive(Debug, Default)]
 pub struct RequestUsage {

@@ -2,15 +2,17 @@
 //! Every response the host makes itself says why, and carries the request id.
 
 use crate::Host;
+use crate::access::{self, Served};
 use crate::apps::App;
 use crate::body::LimitedBody;
-use crate::metrics::{BodyMeter, HostAnswer, InFlight};
+use crate::metrics::{BodyMeter, GuestCpu, HostAnswer, InFlight};
 use crate::request_id::RequestId;
 use crate::routes::normalize_host;
 use crate::sandbox::{self, Failure};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use std::convert::Infallible;
@@ -38,20 +40,22 @@ pub async fn handle(
     let span = match &routed {
         Ok(app) => tracing::error_span!(
             "request",
-            id = %id,
+            request_id = %id,
             tenant = %app.tenant.name,
             app = %app.name
         ),
-        Err(_) => tracing::error_span!("request", id = %id),
+        Err(_) => tracing::error_span!("request", request_id = %id),
     };
     let in_flight = match &routed {
         Ok(app) => app.meter.arrived(),
         Err(_) => host.unrouted().arrived(),
     };
+    // Only the access log reads a request's own guest CPU time.
+    let guest_cpu = host.access_log().then(GuestCpu::default);
     let mut response = match routed {
         Ok(app) => {
             let limit = app.tenant.limits.response_body;
-            match run(app, request, id, &id_header)
+            match run(app, request, id, &id_header, guest_cpu.as_ref())
                 .instrument(span.clone())
                 .await
             {
@@ -71,19 +75,15 @@ pub async fn handle(
         }
     };
     response.headers_mut().insert(REQUEST_ID_HEADER, id_header);
-    let status = response.status();
-    let ms = started.elapsed().as_secs_f64() * 1e3;
-    let path = uri.path();
-    // Over-quota answers are logged like failures: the operator sees a tenant hitting its limit.
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-        span.in_scope(|| {
-            tracing::warn!(%method, path, status = status.as_u16(), ms, "request failed");
-        });
-    } else if tracing::enabled!(tracing::Level::DEBUG) {
-        span.in_scope(|| {
-            tracing::debug!(%method, path, status = status.as_u16(), ms, "request");
-        });
-    }
+    let served = Served {
+        method: &method,
+        path: uri.path(),
+        status: response.status(),
+        duration: started.elapsed(),
+        bytes: declared_length(response.headers()).or(response.body().size_hint().exact()),
+        guest_cpu: guest_cpu.and_then(|cpu| cpu.finished()),
+    };
+    access::log(&span, &served, host.access_log());
     Ok(response)
 }
 
@@ -151,6 +151,7 @@ async fn run(
     mut request: Request<Incoming>,
     id: RequestId,
     id_header: &HeaderValue,
+    guest_cpu: Option<&GuestCpu>,
 ) -> Answered {
     tracing::debug!(route = %app.route, "routed");
     let limits = app.tenant.limits;
@@ -183,7 +184,15 @@ async fn run(
     let body = body.metered(BodyMeter::Request(app.meter.clone()));
     let request = Request::from_parts(parts, body);
 
-    let outcome = sandbox::run(&app.handler, &app.tenant, &app.meter, request, permit).await;
+    let outcome = sandbox::run(
+        &app.handler,
+        &app.tenant,
+        &app.meter,
+        guest_cpu,
+        request,
+        permit,
+    )
+    .await;
     if exceeded.load(Ordering::Acquire) {
         return too_large(limits.request_body, id);
     }

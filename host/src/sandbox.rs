@@ -7,7 +7,7 @@ use crate::capabilities::shape::CallBudget;
 use crate::capabilities::shape::{HasView, RequestInfo};
 use crate::capabilities::{Parts, RequestCapabilities, StoreData, outbound_http, wasi};
 use crate::fair_share::GuestShare;
-use crate::metrics::{AppMeter, Sandboxed};
+use crate::metrics::{AppMeter, GuestCpu, Sandboxed};
 use crate::tenant::Tenant;
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
@@ -218,6 +218,7 @@ pub async fn run<B>(
     handler: &Handler,
     tenant: &Arc<Tenant>,
     meter: &Arc<AppMeter>,
+    guest_cpu: Option<&GuestCpu>,
     request: hyper::Request<B>,
     permit: OwnedSemaphorePermit,
 ) -> Result<hyper::Response<HyperOutgoingBody>, Failure>
@@ -273,6 +274,7 @@ where
     let guest_share = share.clone();
     let tenant = tenant.clone();
     let meter = meter.clone();
+    let guest_cpu = guest_cpu.cloned();
     let guest = async move {
         let share = guest_share;
         let mut ran = Duration::ZERO;
@@ -310,6 +312,9 @@ where
         drop(store);
         drop(permit);
         meter.sandboxed(&report);
+        if let Some(cpu) = guest_cpu {
+            cpu.finish(ran);
+        }
         failure
     };
     // Run the guest right here until it either finishes or hands over response headers. Most

@@ -43,8 +43,10 @@ impl Drop for TimerWheelKeeper {
     }
 }
 
-/// Serves every request on `listener` with `handle`.
+/// Serves every request on `listener` with `handle`; `name` tells the listeners apart in the
+/// log.
 pub async fn serve<F, Fut, B>(
+    name: &'static str,
     listener: TcpListener,
     handle: F,
     shutdown: impl Future<Output = ()>,
@@ -98,11 +100,15 @@ where
 
     drop(listener);
     tracing::info!(
+        listener = name,
         "shutting down: no new connections; waiting up to {grace:?} for requests in flight"
     );
     match tokio::time::timeout(grace, graceful.shutdown()).await {
-        Ok(()) => tracing::info!("all requests finished"),
-        Err(_) => tracing::warn!("grace period over: closing the remaining connections"),
+        Ok(()) => tracing::info!(listener = name, "all requests finished"),
+        Err(_) => tracing::warn!(
+            listener = name,
+            "grace period over: closing the remaining connections"
+        ),
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ mod keyvalue;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod operability;
 mod outbound;
 mod postgres;
 mod privilege;

@@ -13,6 +13,7 @@
 //! | `PUT /v1/tenants/T/apps/A?route=/path` (body: the component) | deploy or replace |
 //! | `DELETE /v1/tenants/T/apps/A` | remove a deployed app |
 //! | `GET /metrics` | Prometheus metrics (operator token, or none with `metrics.open`; [`scrape`]) |
+//! | `GET /healthz`, `GET /readyz` | the probes, without a token ([`crate::health`]) |
 
 pub mod auth;
 pub mod deployments;
@@ -21,6 +22,7 @@ pub mod scrape;
 use crate::Host;
 use crate::apps::{AppKey, Deployment, Installed, Origin, Source};
 use crate::config;
+use crate::health;
 use crate::names;
 use crate::routes::{self, Claim};
 use anyhow::{Context, Result};
@@ -119,6 +121,9 @@ impl Admin {
         if request.uri().path() == "/metrics" {
             return Ok(self.scrape.handle(&request).await);
         }
+        if let Some(reply) = self.probe(&request).await {
+            return Ok(reply);
+        }
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let reply = self
@@ -127,6 +132,22 @@ impl Admin {
             .unwrap_or_else(ApiError::into_response);
         tracing::info!(%method, path, status = reply.status().as_u16(), "admin request");
         Ok(reply)
+    }
+
+    /// The health probes, answered before any token is asked for: load balancers and
+    /// Kubernetes have none. Logged at DEBUG only, as they come every few seconds.
+    async fn probe(&self, request: &Request<Incoming>) -> Option<Reply> {
+        if !matches!(*request.method(), Method::GET | Method::HEAD) {
+            return None;
+        }
+        let reply = match request.uri().path() {
+            "/healthz" => health::liveness(),
+            "/readyz" => self.host.readiness().response().await,
+            _ => return None,
+        };
+        let (path, status) = (request.uri().path(), reply.status().as_u16());
+        tracing::debug!(path, status, "health probe");
+        Some(reply)
     }
 
     async fn route(&self, request: Request<Incoming>) -> Result<Reply, ApiError> {

@@ -322,6 +322,18 @@ impl Servers {
         Ok(())
     }
 
+    /// The pools configured `connect = "required"` — (config names, redacted address, pool) —
+    /// which the host is not ready without, checked again by every readiness probe.
+    pub fn required(&self) -> Vec<(String, String, Arc<dyn ServerPool>)> {
+        (self.entries.iter())
+            .filter(|entry| entry.config.connect == Connect::Required)
+            .map(|entry| {
+                let names = entry.names.join(", ");
+                (names, entry.config.address(), entry.pool.clone())
+            })
+            .collect()
+    }
+
     /// Closes every pool; called once in-flight requests have drained.
     pub fn close(&self) {
         for entry in &self.entries {

@@ -29,6 +29,8 @@ const KEYS: &[&str] = &[
     "listen",
     "code_cache",
     "shutdown_grace",
+    "drain_delay",
+    "access_log",
     "max_instances",
     "memory_keep_resident",
     "shared_hosts",

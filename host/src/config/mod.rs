@@ -39,6 +39,10 @@ pub struct Config {
     pub listen: SocketAddr,
     pub code_cache: PathBuf,
     pub shutdown_grace: Duration,
+    /// After SIGINT/SIGTERM: not ready at once, still accepting for this long, then draining.
+    pub drain_delay: Duration,
+    /// One INFO line per request (`hostel::access`).
+    pub access_log: bool,
     pub max_instances: u32,
     pub memory_keep_resident: u64,
     pub tenants: Vec<TenantConfig>,
@@ -120,6 +124,8 @@ impl Config {
             listen: server.listen,
             code_cache: server.code_cache(&base)?,
             shutdown_grace: server.shutdown_grace.0,
+            drain_delay: server.drain_delay.0,
+            access_log: server.access_log,
             max_instances: server.max_instances,
             memory_keep_resident: server.memory_keep_resident.0,
             tenants,
@@ -153,6 +159,45 @@ mod tests {
         assert_eq!(config.memory_keep_resident, 4 << 20);
         let tuned = parse("[server]\nmemory_keep_resident = \"0\"\n").unwrap();
         assert_eq!(tuned.memory_keep_resident, 0);
+    }
+
+    #[test]
+    fn drain_delay_and_access_log_default_off_and_are_checked() {
+        let config = parse("").unwrap();
+        assert_eq!(config.drain_delay, Duration::ZERO);
+        assert!(!config.access_log);
+        let config =
+            parse("[server]\ndrain_delay = \"5s\"\naccess_log = true\nshutdown_grace = 3\n")
+                .unwrap();
+        assert_eq!(config.drain_delay, Duration::from_secs(5));
+        assert!(config.access_log);
+        assert_eq!(config.shutdown_grace, Duration::from_secs(3));
+
+        for (text, key, why) in [
+            (
+                "[server]\ndrain_delay = \"soon\"\n",
+                "drain_delay",
+                "invalid duration",
+            ),
+            (
+                "[server]\ndrain_delay = -2\n",
+                "drain_delay",
+                "cannot be negative",
+            ),
+            ("[server]\naccess_log = \"yes\"\n", "access_log", "bool"),
+            (
+                "[server]\naccess_logs = true\n",
+                "access_logs",
+                "unknown field",
+            ),
+        ] {
+            let msg = format!("{:#}", parse(text).unwrap_err());
+            assert!(
+                msg.contains("/nonexistent/hostel.toml") && msg.contains("line 2"),
+                "{msg}"
+            );
+            assert!(msg.contains(key) && msg.contains(why), "{text}: {msg}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The host's own sections: `[server]` (the listener, the code cache, sandbox sizing, shutdown),
-//! `[defaults]` (limits every tenant starts from) and `[admin]` (the admin API).
+//! The host's own sections: `[server]` (the listener, the code cache, sandbox sizing, shutdown
+//! and drain, the access log), `[defaults]` (limits every tenant starts from) and `[admin]`
+//! (the admin API, and the health probes beside it).
 
 use crate::limits::LimitsSection;
 use crate::units::{ByteSize, HumanDuration};
@@ -20,6 +21,14 @@ pub struct ServerSection {
     /// How long in-flight requests may run on after SIGINT/SIGTERM.
     #[serde(default = "default_grace")]
     pub shutdown_grace: HumanDuration,
+    /// How long after SIGINT/SIGTERM the app listener keeps accepting while `/readyz` already
+    /// answers 503: a load balancer that probes every few seconds stops sending traffic before
+    /// connections are refused. The drain (`shutdown_grace`) starts after it.
+    #[serde(default = "default_drain_delay")]
+    pub drain_delay: HumanDuration,
+    /// One INFO line per request, with target `hostel::access`.
+    #[serde(default)]
+    pub access_log: bool,
     /// Sandboxes alive at once across all tenants: sizes the pooling allocator.
     #[serde(default = "default_max_instances")]
     pub max_instances: u32,
@@ -38,6 +47,8 @@ impl Default for ServerSection {
             listen: default_listen(),
             code_cache: None,
             shutdown_grace: default_grace(),
+            drain_delay: default_drain_delay(),
+            access_log: false,
             max_instances: default_max_instances(),
             memory_keep_resident: default_keep_resident(),
             shared_hosts: Vec::new(),
@@ -56,6 +67,9 @@ fn default_state() -> PathBuf {
 }
 fn default_grace() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
+}
+fn default_drain_delay() -> HumanDuration {
+    HumanDuration(Duration::ZERO)
 }
 fn default_keep_resident() -> ByteSize {
     ByteSize(4 << 20)
