@@ -39,6 +39,15 @@ impl AdminClient {
         self.call(Method::GET, "/v1/apps", Bytes::new())
     }
 
+    /// `GET /v1/usage` between `from` and `to` (the API's defaults when absent).
+    pub fn usage(&self, from: Option<&str>, to: Option<&str>) -> Result<Value> {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(from.map(|f| ("from", f)))
+            .extend_pairs(to.map(|t| ("to", t)))
+            .finish();
+        self.call(Method::GET, &format!("/v1/usage?{query}"), Bytes::new())
+    }
+
     pub fn remove(&self, tenant: &str, app: &str) -> Result<()> {
         self.call(
             Method::DELETE,

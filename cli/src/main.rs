@@ -120,6 +120,22 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Show what tenants used, per hour and app (admin API: the operator sees every tenant, a
+    /// tenant's token its own).
+    Usage {
+        /// From this time (RFC 3339, e.g. 2026-12-01T00:00:00Z, or Unix seconds); default: 24
+        /// hours ago.
+        #[arg(long)]
+        from: Option<String>,
+        /// Until this time (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Make a new admin token; prints it and the SHA-256 the config takes.
     Token,
     /// Measure the sandbox alone (instantiate + handle + tear down) for an app, no network.
@@ -294,6 +310,49 @@ fn run(command: Command) -> Result<()> {
             println!("removed {tenant}/{app}");
             Ok(())
         }
+        Command::Usage {
+            from,
+            to,
+            json,
+            admin,
+        } => {
+            let report = admin.client()?.usage(from.as_deref(), to.as_deref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(());
+            }
+            println!(
+                "{:<21} {:<16} {:<20} {:>9} {:>10} {:>12} {:>11} {:>11} {:>8} {:>9}",
+                "HOUR",
+                "TENANT",
+                "APP",
+                "REQUESTS",
+                "CPU_S",
+                "MEM_MIB_S",
+                "BYTES_IN",
+                "BYTES_OUT",
+                "OUTBOUND",
+                "POOL_S"
+            );
+            for row in report["usage"].as_array().into_iter().flatten() {
+                let text = |key: &str| row[key].as_str().unwrap_or("").to_string();
+                let float = |key: &str| row[key].as_f64().unwrap_or(0.0);
+                println!(
+                    "{:<21} {:<16} {:<20} {:>9} {:>10.3} {:>12.1} {:>11} {:>11} {:>8} {:>9.3}",
+                    text("hour"),
+                    text("tenant"),
+                    text("app"),
+                    row["requests"],
+                    float("guest_cpu_seconds"),
+                    float("memory_mib_seconds"),
+                    row["bytes_in"],
+                    row["bytes_out"],
+                    row["outbound_calls"],
+                    float("pool_seconds")
+                );
+            }
+            Ok(())
+        }
         Command::Token => {
             let (token, hash) = hostel::admin::auth::new_token()?;
             println!("token: {token}");
@@ -360,6 +419,12 @@ fn serve(config: Config) -> Result<()> {
             let _ = signalled.send(true);
         });
 
+        let usage = admin_server
+            .as_ref()
+            .map(|(_, admin)| admin.usage().clone());
+        if let Some(usage) = &usage {
+            usage.flush_periodically();
+        }
         let admin_task = match admin_server {
             Some((listener, admin)) => {
                 let addr = listener.local_addr()?;
@@ -421,6 +486,12 @@ fn serve(config: Config) -> Result<()> {
         let _ = apps_drained.send(true);
         if let Some(admin) = admin_task {
             let _ = admin.await;
+        }
+        // Everything counted until the last request is written.
+        if let Some(usage) = usage
+            && let Err(e) = usage.flush()
+        {
+            tracing::error!("the last usage before shutdown is lost: {e:#}");
         }
         host.close_pools();
         Ok(())

@@ -36,6 +36,7 @@ pub mod server;
 pub mod tenant;
 pub mod tls;
 pub mod units;
+pub mod usage;
 
 use anyhow::{Context, Result};
 use apps::{AppKey, AppLoader, Installed, Origin, Source};

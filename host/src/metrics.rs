@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -98,6 +99,9 @@ macro_rules! families {
             started: Instant,
             /// Pools whose connections are counted at each scrape.
             pools: Mutex<Vec<(PoolLabels, Weak<dyn PoolGauges>)>>,
+            /// What each app used since the usage ledger last took it, by (tenant, app): one
+            /// per app, whatever its versions.
+            usage: Mutex<BTreeMap<(String, String), Arc<Usage>>>,
             $($field: $type,)*
         }
 
@@ -118,6 +122,7 @@ macro_rules! families {
                     registry,
                     started: Instant::now(),
                     pools: Mutex::new(Vec::new()),
+                    usage: Mutex::new(BTreeMap::new()),
                     $($field,)*
                 })
             }
@@ -262,7 +267,15 @@ impl Metrics {
             slot_waits: Default::default(),
             classes: Default::default(),
             answers: Default::default(),
-            usage: Usage::default(),
+            usage: if sandboxed {
+                let mut usage = self.usage.lock().expect("usage lock");
+                (usage.entry((tenant.to_string(), app.to_string())))
+                    .or_default()
+                    .clone()
+            } else {
+                // Requests no app took are no tenant's bill.
+                Arc::default()
+            },
             metrics: self.clone(),
             labels,
         })
@@ -385,20 +398,139 @@ pub struct AppMeter {
     slot_waits: OnceLock<Counter>,
     classes: [OnceLock<Counter>; 5],
     answers: [OnceLock<Counter>; HostAnswer::ALL],
-    pub usage: Usage,
+    usage: Arc<Usage>,
 }
 
-/// What a tenant's app used since the usage ledger last took it (see [`crate::usage`]).
+/// Declares what usage counts, once: the running totals ([`Usage`], atomics) and what the
+/// usage ledger takes from them and stores ([`Amounts`]), field for field.
+macro_rules! usage {
+    ($($field:ident: $doc:literal,)*) => {
+        /// What a tenant's app used since the usage ledger last took it (see
+        /// [`crate::usage`]).
+        #[derive(Default)]
+        pub struct Usage {
+            $(#[doc = $doc] $field: AtomicU64,)*
+        }
+
+        /// Amounts of usage: taken from [`Usage`], added up per hour by the ledger.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct Amounts {
+            $(#[doc = $doc] pub $field: u64,)*
+        }
+
+        impl Usage {
+            /// Takes what was counted, leaving zero.
+            fn take(&self) -> Amounts {
+                Amounts { $($field: self.$field.swap(0, Ordering::Relaxed),)* }
+            }
+
+            /// Puts back what a failed flush took.
+            fn give_back(&self, amounts: &Amounts) {
+                $(add(&self.$field, amounts.$field);)*
+            }
+        }
+
+        impl Amounts {
+            pub const FIELDS: &[&str] = &[$(stringify!($field)),*];
+
+            pub fn is_zero(&self) -> bool {
+                *self == Amounts::default()
+            }
+
+            pub fn add(&mut self, other: &Amounts) {
+                $(self.$field = self.$field.saturating_add(other.$field);)*
+            }
+
+            /// The amounts in [`Amounts::FIELDS`] order.
+            pub fn to_array(&self) -> Vec<u64> {
+                vec![$(self.$field),*]
+            }
+
+            /// From [`Amounts::to_array`]'s order; missing fields (an older ledger) are zero.
+            pub fn from_array(values: &[u64]) -> Amounts {
+                let mut values = values.iter().copied();
+                Amounts { $($field: values.next().unwrap_or(0),)* }
+            }
+        }
+    };
+}
+
+usage! {
+    requests: "Requests answered.",
+    guest_cpu_ns: "Time the guests ran, in ns.",
+    memory_mib_ms: "Peak linear memory × the time each sandbox lived, in MiB·ms.",
+    bytes_in: "Request body bytes the guests read.",
+    bytes_out: "Response body bytes sent.",
+    outbound_calls: "Outbound HTTP requests sent.",
+    pool_ns: "Time calls held or waited for pooled connections, in ns.",
+}
+
+impl Metrics {
+    /// Takes every app's usage since the last call, leaving zero: (tenant, app, amounts),
+    /// apps that used nothing left out.
+    pub fn take_usage(&self) -> Vec<(String, String, Amounts)> {
+        let usage = self.usage.lock().expect("usage lock");
+        usage
+            .iter()
+            .map(|((tenant, app), usage)| (tenant.clone(), app.clone(), usage.take()))
+            .filter(|(_, _, amounts)| !amounts.is_zero())
+            .collect()
+    }
+
+    /// Puts back usage a failed flush took, to be flushed next time.
+    pub fn give_back_usage(&self, taken: &[(String, String, Amounts)]) {
+        let mut usage = self.usage.lock().expect("usage lock");
+        for (tenant, app, amounts) in taken {
+            (usage.entry((tenant.clone(), app.clone())))
+                .or_default()
+                .give_back(amounts);
+        }
+    }
+}
+
+/// The time one request's calls held or waited for pooled connections, for its tenant's
+/// bill. Its clock is made when the guest first opens a pool: a request that uses none pays
+/// nothing for it.
 #[derive(Default)]
-pub struct Usage {
-    pub requests: AtomicU64,
-    pub guest_cpu_ns: AtomicU64,
-    /// Peak memory × the time the sandbox lived, in MiB·ms (see [`Sandboxed`]).
-    pub memory_mib_ms: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
-    pub outbound_calls: AtomicU64,
-    pub pool_ns: AtomicU64,
+pub struct PoolTime(Option<PoolClock>);
+
+impl PoolTime {
+    /// The clock a handle the guest opens times its calls with.
+    pub fn clock(&mut self) -> PoolClock {
+        self.0.get_or_insert_with(PoolClock::default).clone()
+    }
+
+    pub fn total(&self) -> Duration {
+        self.0.as_ref().map_or(Duration::ZERO, |clock| {
+            Duration::from_nanos(clock.0.load(Ordering::Relaxed))
+        })
+    }
+}
+
+/// Adds up the time of every [`PoolTimer`] it starts.
+#[derive(Clone, Default)]
+pub struct PoolClock(Arc<AtomicU64>);
+
+impl PoolClock {
+    /// Counts from now until the timer is dropped: a call, or a lease's whole life.
+    pub fn start(&self) -> PoolTimer {
+        PoolTimer {
+            clock: self.clone(),
+            started: Instant::now(),
+        }
+    }
+}
+
+pub struct PoolTimer {
+    clock: PoolClock,
+    started: Instant,
+}
+
+impl Drop for PoolTimer {
+    fn drop(&mut self) {
+        let ns = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.clock.0.fetch_add(ns, Ordering::Relaxed);
+    }
 }
 
 /// One request's guest CPU time, once its guest has finished: for its access log line.

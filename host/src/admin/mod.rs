@@ -12,6 +12,7 @@
 //! | `GET /v1/tenants/T/apps/A` | one app, with its component's imports |
 //! | `PUT /v1/tenants/T/apps/A?route=/path` (body: the component) | deploy or replace |
 //! | `DELETE /v1/tenants/T/apps/A` | remove a deployed app |
+//! | `GET /v1/usage?from=&to=` | usage by hour, tenant and app (a tenant's token: its own) |
 //! | `GET /metrics` | Prometheus metrics (operator token, or none with `metrics.open`; [`scrape`]) |
 //! | `GET /healthz`, `GET /readyz` | the probes, without a token ([`crate::health`]) |
 
@@ -25,6 +26,7 @@ use crate::config;
 use crate::health;
 use crate::names;
 use crate::routes::{self, Claim};
+use crate::usage::UsageLedger;
 use anyhow::{Context, Result};
 use auth::{Principal, Tokens};
 use bytes::Bytes;
@@ -45,6 +47,7 @@ pub struct Admin {
     store: DeploymentStore,
     tokens: Arc<Tokens>,
     scrape: Scrape,
+    usage: Arc<UsageLedger>,
     /// One change at a time: checks, blob, manifest and swap happen together.
     changes: tokio::sync::Mutex<()>,
 }
@@ -104,7 +107,10 @@ impl Admin {
         let store = DeploymentStore::open(&admin.state)?;
         restore(&host, &store, admin)?;
         let tokens = Arc::new(Tokens::new(admin.operator_token, &host));
+        let usage = UsageLedger::open(&admin.state.join("usage.redb"), host.metrics().clone())
+            .context("key `admin.state`")?;
         Ok(Admin {
+            usage: Arc::new(usage),
             scrape: Scrape::new(host.clone(), Some(tokens.clone()), open_metrics),
             tokens,
             host,
@@ -165,6 +171,7 @@ impl Admin {
         let segments: Vec<&str> = request.uri().path().trim_matches('/').split('/').collect();
         match (request.method(), segments.as_slice()) {
             (&Method::GET, ["v1", "apps"]) => Ok(self.list(&principal)),
+            (&Method::GET, ["v1", "usage"]) => self.usage_report(&principal, &request).await,
             (method, ["v1", "tenants", tenant, "apps", app]) => {
                 let key = (tenant.to_string(), app.to_string());
                 self.check_tenant(&principal, &key.0)?;
@@ -180,9 +187,54 @@ impl Admin {
             }
             _ => Err(error(
                 StatusCode::NOT_FOUND,
-                "no such admin endpoint: see GET /v1/apps, GET|PUT|DELETE /v1/tenants/T/apps/A",
+                "no such admin endpoint: see GET /v1/apps, GET /v1/usage, \
+                 GET|PUT|DELETE /v1/tenants/T/apps/A",
             )),
         }
+    }
+
+    /// The usage ledger: flushed every [`crate::usage::FLUSH_INTERVAL`] once started, and at
+    /// shutdown by whoever stops the host.
+    pub fn usage(&self) -> &Arc<UsageLedger> {
+        &self.usage
+    }
+
+    /// `GET /v1/usage?from=&to=`: every hour overlapping `from..to` (RFC 3339 or Unix seconds;
+    /// the last 24 hours by default), for every tenant (operator) or the token's own.
+    async fn usage_report(
+        &self,
+        principal: &Principal,
+        request: &Request<Incoming>,
+    ) -> Result<Reply, ApiError> {
+        let now = crate::usage::now();
+        let bound = |name: &str, default: u64| match query_param(request.uri().query(), name) {
+            None => Ok(default),
+            Some(text) => parse_time(&text).ok_or_else(|| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "`{name}` must be a time as RFC 3339 (2026-12-01T17:00:00Z) or Unix \
+                         seconds, not {text:?}"
+                    ),
+                )
+            }),
+        };
+        let from = bound("from", now.saturating_sub(24 * 3600))?;
+        let to = bound("to", now + 1)?;
+        let tenant = match principal {
+            Principal::Operator => None,
+            Principal::Tenant(own) => Some(own.clone()),
+        };
+        let usage = self.usage.clone();
+        let buckets = tokio::task::spawn_blocking(move || usage.query(from, to, tenant.as_deref()))
+            .await
+            .map_err(|e| internal(e.into()))?
+            .map_err(internal)?;
+        let rows: Vec<Value> = buckets.iter().map(describe_usage).collect();
+        Ok(reply(
+            StatusCode::OK,
+            json!({ "from": rfc3339(from), "to": rfc3339(to), "usage": rows }),
+        ))
     }
 
     fn check_tenant(&self, principal: &Principal, tenant: &str) -> Result<(), ApiError> {
@@ -420,6 +472,37 @@ fn describe((tenant, name): &AppKey, installed: &Installed) -> Value {
         }
     }
     app
+}
+
+/// One bucket as the API shows it: times in seconds, memory × time in MiB·s.
+fn describe_usage(bucket: &crate::usage::Bucket) -> Value {
+    let a = &bucket.amounts;
+    json!({
+        "tenant": bucket.tenant,
+        "app": bucket.app,
+        "hour": rfc3339(bucket.hour),
+        "requests": a.requests,
+        "guest_cpu_seconds": a.guest_cpu_ns as f64 / 1e9,
+        "memory_mib_seconds": a.memory_mib_ms as f64 / 1e3,
+        "bytes_in": a.bytes_in,
+        "bytes_out": a.bytes_out,
+        "outbound_calls": a.outbound_calls,
+        "pool_seconds": a.pool_ns as f64 / 1e9,
+    })
+}
+
+/// Unix seconds from RFC 3339 (`2026-12-01T17:00:00Z`) or from a plain number.
+fn parse_time(text: &str) -> Option<u64> {
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(seconds);
+    }
+    let time = humantime::parse_rfc3339_weak(text).ok()?;
+    Some(time.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs())
+}
+
+fn rfc3339(unix: u64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {

@@ -27,7 +27,7 @@ use super::shape::{
     Capability, ConfigFile, HasView, RequestInfo, TenantInfo, WasiReleases, host_view,
     resource_calls,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PoolClock, PoolTime, RequestUsage};
 use crate::sections::Table;
 use anyhow::{Context, Result, bail};
 use pool::{Answer, Want};
@@ -168,6 +168,8 @@ pub struct Connection {
     pool: Arc<PostgresPool>,
     /// The tenant's memory limit: a result larger is refused.
     memory_limit: u64,
+    /// Times its leases for the request's bill.
+    clock: PoolClock,
 }
 
 /// A guest's open transaction: the connection it leased, until commit or rollback.
@@ -244,7 +246,7 @@ impl Capability for Postgres {
     type Grant = Vec<String>;
     type App = HashMap<String, Arc<PostgresPools>>;
     type Tenant = TenantPostgres;
-    type Request = ();
+    type Request = PoolTime;
 
     fn config(file: &ConfigFile<'_>) -> Result<Self::Config> {
         Ok(servers::of_kind(file.pools, PoolKind::Postgres))
@@ -325,8 +327,12 @@ impl Capability for Postgres {
         })
     }
 
-    fn request(_: &TenantPostgres, _: &RequestInfo<'_>) -> Result<()> {
-        Ok(())
+    fn request(_: &TenantPostgres, _: &RequestInfo<'_>) -> Result<PoolTime> {
+        Ok(PoolTime::default())
+    }
+
+    fn usage(request: &PoolTime, usage: &mut RequestUsage) {
+        usage.pool_time += request.total();
     }
 
     fn add_to_linker<T: HasView<Self>>(
@@ -375,7 +381,7 @@ fn affected(answer: Answer) -> u64 {
 impl Connection {
     async fn query(&self, sql: String, params: Vec<Value>) -> Result<Rows, Error> {
         let outcome = async {
-            let lease = self.pool.lease().await?;
+            let lease = self.pool.lease(&self.clock).await?;
             lease
                 .alone(&sql, params, Want::Rows, self.memory_limit)
                 .await
@@ -386,7 +392,7 @@ impl Connection {
 
     async fn execute(&self, sql: String, params: Vec<Value>) -> Result<u64, Error> {
         let outcome = async {
-            let lease = self.pool.lease().await?;
+            let lease = self.pool.lease(&self.clock).await?;
             lease
                 .alone(&sql, params, Want::Affected, self.memory_limit)
                 .await
@@ -397,7 +403,7 @@ impl Connection {
 
     async fn begin(&self) -> Result<Transaction, Error> {
         let outcome = async {
-            let mut lease = self.pool.lease().await?;
+            let mut lease = self.pool.lease(&self.clock).await?;
             lease.begin().await?;
             Ok(lease)
         }
@@ -463,6 +469,7 @@ impl PostgresView<'_> {
         let connection = Connection {
             pool,
             memory_limit: self.tenant.memory_limit,
+            clock: self.request.clock(),
         };
         Ok(Ok(self.table.push(connection)?))
     }

@@ -30,6 +30,7 @@ use super::shape::{
     Capability, ConfigFile, HasView, RequestInfo, TenantInfo, WasiReleases, host_view,
     resource_calls,
 };
+use crate::metrics::{PoolClock, PoolTime, PoolTimer, RequestUsage};
 use crate::sections::Table;
 use anyhow::Result;
 use commands::Args;
@@ -77,6 +78,8 @@ use v0_2::hostel::host0_2_0::redis as wit_async;
 pub struct RedisHandle {
     pool: Arc<RedisPool>,
     namespace: Arc<str>,
+    /// Times its calls and leases for the request's bill.
+    clock: PoolClock,
 }
 
 /// A connection leased to one guest. Whatever it left behind (WATCH, ...) is cleared by the
@@ -85,6 +88,8 @@ pub struct RedisHandle {
 pub struct RedisLease {
     connection: Option<Leased>,
     namespace: Arc<str>,
+    /// The lease's whole life counts as pool time.
+    _held: PoolTimer,
 }
 
 /// One call on a leased connection, owning the connection until [`RedisLease::give_back`].
@@ -136,7 +141,7 @@ impl Capability for Redis {
     type Grant = Vec<String>;
     type App = HashMap<String, Arc<RedisPool>>;
     type Tenant = TenantRedis;
-    type Request = ();
+    type Request = PoolTime;
 
     fn config(file: &ConfigFile<'_>) -> Result<Self::Config> {
         Ok(servers::of_kind(file.pools, PoolKind::Redis))
@@ -173,8 +178,12 @@ impl Capability for Redis {
         })
     }
 
-    fn request(_: &TenantRedis, _: &RequestInfo<'_>) -> Result<()> {
-        Ok(())
+    fn request(_: &TenantRedis, _: &RequestInfo<'_>) -> Result<PoolTime> {
+        Ok(PoolTime::default())
+    }
+
+    fn usage(request: &PoolTime, usage: &mut RequestUsage) {
+        usage.pool_time += request.total();
     }
 
     fn add_to_linker<T: HasView<Self>>(
@@ -238,6 +247,7 @@ impl RedisView<'_> {
         let handle = RedisHandle {
             pool,
             namespace: self.tenant.namespace.clone(),
+            clock: self.request.clock(),
         };
         Ok(Ok(self.table.push(handle)?))
     }
@@ -275,6 +285,7 @@ impl RedisView<'_> {
 impl RedisHandle {
     /// Runs one command on the shared multiplexed connection and returns the raw reply.
     async fn run(&self, command: Command) -> Result<Reply, Error> {
+        let _timed = self.clock.start();
         let prepared = prepare(&self.namespace, &command, On::Shared)?;
         let mut connection = self.pool.shared().await.map_err(unavailable)?;
         prepared
@@ -298,6 +309,7 @@ impl RedisHandle {
     }
 
     async fn execute(&self, command: Command) -> Result<Vec<Value>, Error> {
+        let _timed = self.clock.start();
         let prepared = prepare(&self.namespace, &command, On::Shared)?;
         let mut connection = self.pool.shared().await.map_err(unavailable)?;
         send(&mut connection, &self.namespace, prepared).await
@@ -307,6 +319,7 @@ impl RedisHandle {
         &self,
         commands: Vec<Command>,
     ) -> Result<Vec<Result<Vec<Value>, Error>>, Error> {
+        let _timed = self.clock.start();
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         let strips = add_all(&mut pipe, &self.namespace, &commands, On::Shared)?;
@@ -319,10 +332,12 @@ impl RedisHandle {
     }
 
     async fn transaction(&self) -> Result<RedisLease, Error> {
+        let held = self.clock.start();
         let connection = self.pool.lease().await.map_err(unavailable)?;
         Ok(RedisLease {
             connection: Some(connection),
             namespace: self.namespace.clone(),
+            _held: held,
         })
     }
 }

@@ -251,6 +251,8 @@ macro_rules! host_view {
         /// sandbox's resource table, borrowed from the store for one call.
         pub struct $view<'a> {
             tenant: &'a <$capability as $crate::capabilities::shape::Capability>::Tenant,
+            #[allow(dead_code)] // read by the capabilities with request state
+            request: &'a mut <$capability as $crate::capabilities::shape::Capability>::Request,
             table: &'a mut ::wasmtime::component::ResourceTable,
             #[allow(dead_code)] // read by the capabilities with WASI 0.3 async calls
             calls: &'a $crate::capabilities::shape::CallBudget,
@@ -265,12 +267,13 @@ macro_rules! host_view {
         fn view<T: $crate::capabilities::shape::HasView<$capability>>(store: &mut T) -> $view<'_> {
             let $crate::capabilities::shape::View {
                 tenant,
+                request,
                 table,
                 calls,
-                ..
             } = store.view();
             $view {
                 tenant,
+                request,
                 table,
                 calls,
             }

@@ -17,7 +17,7 @@ use super::v0_1::hostel::host::postgres::{DbError, Error, Rows, Value};
 use super::values::{self, Decoded, Shape};
 use crate::capabilities::servers::Metered;
 use crate::capabilities::servers::{PoolConfig, build_deadpool};
-use crate::metrics::{Metrics, PoolGauges, PoolMeter};
+use crate::metrics::{Metrics, PoolClock, PoolGauges, PoolMeter, PoolTimer};
 use crate::secrets::redact_text;
 use anyhow::{Result, anyhow};
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, TimeoutType};
@@ -149,7 +149,9 @@ impl PostgresPool {
 
     /// A connection of this pool until the lease is dropped; waits up to the acquire timeout
     /// for one to come free (or to be opened).
-    pub async fn lease(self: &Arc<Self>) -> Result<Lease, Error> {
+    /// The lease's life, waiting included, is timed on `clock`.
+    pub async fn lease(self: &Arc<Self>, clock: &PoolClock) -> Result<Lease, Error> {
+        let held = clock.start();
         self.ensure_provisioned().await?;
         let asked = std::time::Instant::now();
         let got = self.pool.get().await;
@@ -169,6 +171,7 @@ impl PostgresPool {
             Err(e) => return Err(self.pool_error(e)),
         };
         Ok(Lease {
+            _held: held,
             conn: Some(conn),
             pool: self.clone(),
             in_flight: false,
@@ -262,7 +265,11 @@ impl PostgresPool {
     /// Makes sure the server answers, provisioning a tenant's login if need be; warns when a
     /// dedicated login holds rights no tenant should have.
     pub async fn check(self: &Arc<Self>) -> Result<()> {
-        let lease = self.lease().await.map_err(|e| anyhow!(describe(&e)))?;
+        let unbilled = PoolClock::default();
+        let lease = self
+            .lease(&unbilled)
+            .await
+            .map_err(|e| anyhow!(describe(&e)))?;
         let conn = lease
             .conn
             .as_ref()
@@ -328,6 +335,8 @@ pub fn describe(e: &Error) -> String {
 pub struct Lease {
     /// `None` only once dropped.
     conn: Option<Object>,
+    /// Dropped after the connection has gone back: its whole life counts as pool time.
+    _held: PoolTimer,
     pool: Arc<PostgresPool>,
     /// A statement was sent and its reply not yet read: set across every await on the server,
     /// so a lease dropped with it set was cut off mid-statement.
