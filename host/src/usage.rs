@@ -157,8 +157,10 @@ fn encode(amounts: &Amounts) -> Vec<u8> {
 
 fn decode(bytes: &[u8]) -> Amounts {
     let values: Vec<u64> = bytes
-        .chunks_exact(8)
-        .map(|chunk| u64::from_le_bytes(chunk.try_into().expect("8 bytes")))
+        .as_chunks::<8>()
+        .0
+        .iter()
+        .map(|chunk| u64::from_le_bytes(*chunk))
         .collect();
     Amounts::from_array(&values)
 }
