@@ -89,7 +89,7 @@ impl Host {
             max_memory,
             keep_resident: config.memory_keep_resident,
         })?;
-        let metrics = metrics::Metrics::new();
+        let metrics = metrics::Metrics::counting_requests(config.metrics.enabled);
         let loader = AppLoader::new(&engines, &config.code_cache, metrics.clone())?;
 
         let mut servers = Servers::new(metrics.clone());

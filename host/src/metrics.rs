@@ -102,11 +102,19 @@ macro_rules! families {
             /// What each app used since the usage ledger last took it, by (tenant, app): one
             /// per app, whatever its versions.
             usage: Mutex<BTreeMap<(String, String), Arc<Usage>>>,
+            /// `metrics.enabled`: whether requests are counted (series and usage) at all.
+            count_requests: bool,
             $($field: $type,)*
         }
 
         impl Metrics {
             pub fn new() -> Arc<Metrics> {
+                Metrics::counting_requests(true)
+            }
+
+            /// `count_requests` false: `metrics.enabled = false`, the requests' series and
+            /// usage are not kept; the pools', stores' and code cache's still are.
+            pub fn counting_requests(count_requests: bool) -> Arc<Metrics> {
                 let mut registry = Registry::with_prefix("hostel");
                 registry.register(
                     "build",
@@ -123,6 +131,7 @@ macro_rules! families {
                     started: Instant::now(),
                     pools: Mutex::new(Vec::new()),
                     usage: Mutex::new(BTreeMap::new()),
+                    count_requests,
                     $($field,)*
                 })
             }
@@ -255,6 +264,7 @@ impl Metrics {
             }
         };
         Arc::new(AppMeter {
+            counting: self.count_requests,
             duration: self.duration.get_or_create(&labels).clone(),
             first_byte: self.first_byte.get_or_create(&labels).clone(),
             in_flight: self.in_flight.get_or_create(&labels).clone(),
@@ -383,6 +393,8 @@ impl HostAnswer {
 /// One app's series (shared by its versions: a swap keeps counting in the same ones) and
 /// its usage since the last flush.
 pub struct AppMeter {
+    /// `metrics.enabled`: off, a request costs nothing here.
+    counting: bool,
     metrics: Arc<Metrics>,
     labels: AppLabels,
     duration: Histogram,
@@ -587,13 +599,22 @@ fn lazy(cell: &OnceLock<Counter>, make: impl FnOnce() -> Counter) -> &Counter {
 }
 
 impl AppMeter {
-    /// A request arrived: counted in flight until the returned guard is dropped.
-    pub fn arrived(self: &Arc<Self>) -> InFlight {
+    /// Whether requests are counted (`metrics.enabled`).
+    pub fn counting(&self) -> bool {
+        self.counting
+    }
+
+    /// A request arrived: counted in flight until the returned guard is dropped (nothing,
+    /// when requests are not counted).
+    pub fn arrived(self: &Arc<Self>) -> Option<InFlight> {
+        if !self.counting {
+            return None;
+        }
         self.in_flight.inc();
-        InFlight {
+        Some(InFlight {
             meter: self.clone(),
             arrived: Instant::now(),
-        }
+        })
     }
 
     /// The host answered the request itself, as `answer`.
@@ -802,11 +823,11 @@ mod tests {
     fn an_app_counts_in_its_own_series_and_a_swap_in_the_same_ones() {
         let metrics = Metrics::new();
         let first = metrics.app("acme", "shop");
-        let request = first.arrived();
+        let request = first.arrived().unwrap();
         request.headers(200);
         request.finished(5);
         let swapped = metrics.app("acme", "shop");
-        swapped.arrived().headers(503);
+        swapped.arrived().unwrap().headers(503);
         swapped.host_answered(HostAnswer::Overloaded);
         let text = metrics.render();
         for line in [

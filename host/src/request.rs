@@ -131,10 +131,13 @@ enum Answered {
 
 /// Counts a response the host made itself; its body is whole, so the request ends here.
 fn host_answered(
-    in_flight: InFlight,
+    in_flight: Option<InFlight>,
     answer: HostAnswer,
     response: Response<HyperOutgoingBody>,
 ) -> Response<HyperOutgoingBody> {
+    let Some(in_flight) = in_flight else {
+        return response;
+    };
     in_flight.headers(response.status().as_u16());
     in_flight.meter().host_answered(answer);
     let bytes = http_body::Body::size_hint(response.body())
@@ -181,7 +184,10 @@ async fn run(
         .insert(REQUEST_ID_HEADER, id_header.clone());
     let (parts, body) = request.into_parts();
     let (body, exceeded) = LimitedBody::new(body, limits.request_body);
-    let body = body.metered(BodyMeter::Request(app.meter.clone()));
+    let body = match app.meter.counting() {
+        true => body.metered(BodyMeter::Request(app.meter.clone())),
+        false => body,
+    };
     let request = Request::from_parts(parts, body);
 
     let outcome = sandbox::run(
@@ -217,7 +223,7 @@ fn limit_response(
     response: Response<HyperOutgoingBody>,
     limit: u64,
     id: RequestId,
-    in_flight: InFlight,
+    in_flight: Option<InFlight>,
 ) -> Response<HyperOutgoingBody> {
     if declared_length(response.headers()).is_some_and(|len| len > limit) {
         tracing::warn!(limit, "the app's response body is over the tenant's limit");
@@ -228,6 +234,9 @@ fn limit_response(
         );
         return host_answered(in_flight, HostAnswer::ResponseTooLarge, response);
     }
+    let Some(in_flight) = in_flight else {
+        return response.map(|body| LimitedBody::response(body, limit).boxed_unsync());
+    };
     in_flight.headers(response.status().as_u16());
     response.map(|body| {
         LimitedBody::response(body, limit)

@@ -273,7 +273,7 @@ where
     let (share, owner) = (store.data().cpu_share.clone(), tenant.clone());
     let guest_share = share.clone();
     let tenant = tenant.clone();
-    let meter = meter.clone();
+    let meter = meter.counting().then(|| meter.clone());
     let guest_cpu = guest_cpu.cloned();
     let guest = async move {
         let share = guest_share;
@@ -282,7 +282,12 @@ where
         // Waiting for a CPU slot counts against the deadline like everything else.
         let admitted_call = async {
             tenant.cpu.admit(&share).await;
-            share.watch_waits(timed(call, &mut ran)).await
+            share
+                .watch_waits(timed(
+                    call,
+                    (meter.is_some() || guest_cpu.is_some()).then_some(&mut ran),
+                ))
+                .await
         };
         let result = tokio::time::timeout_at(deadline.into(), admitted_call).await;
         let failure = match result {
@@ -295,23 +300,27 @@ where
         {
             cut_off.cut_off();
         }
-        let state = store.data();
-        let usage = state.capabilities.usage();
-        let report = Sandboxed {
-            instantiation: state.instantiation,
-            guest_cpu: ran,
-            peak_memory: state.memory.peak as u64,
-            lifetime: started.elapsed(),
-            moved: share.moved(),
-            slot_waits: share.slot_waits(),
-            outbound_calls: usage.outbound_calls,
-            pool_time: usage.pool_time,
-        };
+        let report = meter.as_ref().map(|_| {
+            let state = store.data();
+            let usage = state.capabilities.usage();
+            Sandboxed {
+                instantiation: state.instantiation,
+                guest_cpu: ran,
+                peak_memory: state.memory.peak as u64,
+                lifetime: started.elapsed(),
+                moved: share.moved(),
+                slot_waits: share.slot_waits(),
+                outbound_calls: usage.outbound_calls,
+                pool_time: usage.pool_time,
+            }
+        });
         // The store (and with it every resource the guest held) is dropped here, before the
         // admission permit is released.
         drop(store);
         drop(permit);
-        meter.sandboxed(&report);
+        if let (Some(meter), Some(report)) = (meter, report) {
+            meter.sandboxed(&report);
+        }
         if let Some(cpu) = guest_cpu {
             cpu.finish(ran);
         }
@@ -577,11 +586,15 @@ async fn call(store: &mut Store<SandboxState>, prepared: Prepared) -> wasmtime::
     }
 }
 
-/// Runs `guest`, adding up the time its polls take to `ran`: the time a thread ran the guest
-/// (a monotonic clock, read twice a poll; a thread's own CPU clock costs a system call here).
-async fn timed<F: Future>(guest: F, ran: &mut Duration) -> F::Output {
+/// Runs `guest`, adding up the time its polls take to `ran` when given: the time a thread ran
+/// the guest (a monotonic clock, read twice a poll; a thread's own CPU clock costs a system
+/// call here).
+async fn timed<F: Future>(guest: F, mut ran: Option<&mut Duration>) -> F::Output {
     let mut guest = std::pin::pin!(guest);
     std::future::poll_fn(move |cx| {
+        let Some(ran) = ran.as_deref_mut() else {
+            return guest.as_mut().poll(cx);
+        };
         let started = Instant::now();
         let poll = guest.as_mut().poll(cx);
         *ran += started.elapsed();

@@ -178,7 +178,7 @@ mod tests {
 
     fn one_request(metrics: &Arc<Metrics>, tenant: &str, bytes: u64) {
         let meter = metrics.app(tenant, "shop");
-        let request = meter.arrived();
+        let request = meter.arrived().unwrap();
         request.headers(200);
         request.finished(bytes);
     }

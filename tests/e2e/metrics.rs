@@ -152,15 +152,22 @@ async fn a_scrape_needs_the_operators_token_unless_metrics_are_open() {
     let other = own.replace("/metrics", "/v1/apps");
     assert_eq!(get_as(&other, None, Some(OPERATOR)).await.status, 404);
 
+    // Open to anyone, and with requests not counted.
     let open = HostProcess::start(&format!(
-        "[server]\ncode_cache = {cache}\n[metrics]\nlisten = \"127.0.0.1:0\"\nopen = true\n\
+        "[server]\ncode_cache = {cache}\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\nopen = true\nenabled = false\n\
          [apps.hello]\nroute = \"/\"\ncomponent = {hello}\n",
         cache = toml_path(&shared_code_cache()),
         hello = toml_path(&guest("hello")),
     ))
     .unwrap();
     let url = format!("http://{}/metrics", open.metrics_addr.clone().unwrap());
-    assert_eq!(get_as(&url, None, None).await.status, 200);
+    assert_eq!(get_as(&open.url("/"), None, None).await.status, 200);
+    let exposition = get_as(&url, None, None).await;
+    assert_eq!(exposition.status, 200);
+    let text = exposition.text();
+    assert!(text.contains("hostel_code_cache_total{outcome="), "{text}");
+    assert!(!text.contains("hostel_requests_total{"), "{text}");
 
     // A listener whose scrapes would need a token no one can have is a config error.
     let dir = tempfile::tempdir().unwrap();

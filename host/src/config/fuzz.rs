@@ -22,6 +22,7 @@ const TABLES: &[&str] = &[
     "tenants.t.limits",
     "tenants.t.apps.x",
     "tenants.u",
+    "metrics",
     "bogus",
 ];
 
@@ -42,6 +43,8 @@ const KEYS: &[&str] = &[
     "outbound_calls",
     "operator_token_sha256",
     "state",
+    "open",
+    "enabled",
     "kind",
     "url",
     "admin_url",

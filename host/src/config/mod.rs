@@ -162,6 +162,27 @@ mod tests {
     }
 
     #[test]
+    fn metrics_are_on_need_a_token_and_say_which_key_is_wrong() {
+        let config = parse("").unwrap();
+        assert!(config.metrics.enabled && !config.metrics.open);
+        assert_eq!(config.metrics.listen, None);
+        let off = parse("[metrics]\nenabled = false\n").unwrap();
+        assert!(!off.metrics.enabled);
+        let open = parse("[metrics]\nlisten = \"127.0.0.1:9100\"\nopen = true\n").unwrap();
+        assert_eq!(open.metrics.listen, Some("127.0.0.1:9100".parse().unwrap()));
+        let error = format!("{:#}", parse("[metrics]\nport = 9100\n").unwrap_err());
+        assert!(error.contains("port"), "{error}");
+        let error = format!(
+            "{:#}",
+            parse("[metrics]\nlisten = \"127.0.0.1:9100\"\n").unwrap_err()
+        );
+        assert!(
+            error.contains("metrics.listen") && error.contains("[admin]"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn drain_delay_and_access_log_default_off_and_are_checked() {
         let config = parse("").unwrap();
         assert_eq!(config.drain_delay, Duration::ZERO);

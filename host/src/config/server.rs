@@ -115,7 +115,7 @@ pub struct AdminSection {
 
 /// Where Prometheus scrapes the host's metrics (`GET /metrics`): the admin listener always,
 /// and a listener of its own when `listen` is set.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     pub listen: Option<SocketAddr>,
@@ -123,12 +123,20 @@ pub struct MetricsSection {
     /// name every tenant and app).
     #[serde(default)]
     pub open: bool,
+    /// Off: requests are not counted — no per-request series, no usage.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+fn enabled() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy)]
 pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
     pub open: bool,
+    pub enabled: bool,
 }
 
 impl MetricsSection {
@@ -142,7 +150,18 @@ impl MetricsSection {
         Ok(MetricsConfig {
             listen: self.listen,
             open: self.open,
+            enabled: self.enabled,
         })
+    }
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            listen: None,
+            open: false,
+            enabled: true,
+        }
     }
 }
 
