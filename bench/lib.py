@@ -141,9 +141,10 @@ def ratio_cells(rps: dict, name: str, bases: list) -> str:
 
 
 class Server:
-    def __init__(self, name: str, argv_for_port):
+    def __init__(self, name: str, argv_for_port, env: dict | None = None):
         self.name = name
         self.argv_for_port = argv_for_port
+        self.env = env or {}
 
     def measure(self, connections: int, duration: int, pinned: bool, after=None,
                 before=None, path: str = "/") -> dict:
@@ -155,7 +156,7 @@ class Server:
         if pinned:
             argv = ["taskset", "-c", "0"] + argv
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env=service_env())
+                                env=service_env() | self.env)
         try:
             wait_for_port(port, proc)
             run_wrk(port, connections, 2, pinned, path=path)  # warm-up
