@@ -20,6 +20,7 @@ mod privilege;
 mod protocol;
 mod redis;
 mod serving;
+mod traces;
 mod wasi_p3;
 
 use hostel_tests::{guest, shared_code_cache, toml_path};

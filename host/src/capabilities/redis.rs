@@ -31,6 +31,7 @@ use super::shape::{
     resource_calls,
 };
 use crate::sections::Table;
+use crate::traces::pool_call;
 use anyhow::Result;
 use commands::Args;
 use namespace::{On, Prepared};
