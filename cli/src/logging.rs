@@ -347,6 +347,48 @@ mod tests {
             .collect()
     }
 
+    /// A request span as `hostel::request` makes it with traces on: `otel.*` recorded later.
+    fn in_a_traced_request() {
+        let span = tracing::error_span!(
+            "request",
+            request_id = "abc-1",
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
+            tenant = "acme",
+        );
+        span.record("otel.kind", "server");
+        span.record("otel.name", "GET /api");
+        span.in_scope(|| tracing::info!(status = 200u16, "request"));
+    }
+
+    #[test]
+    fn trace_only_fields_stay_out_of_json_lines() {
+        let lines = json_lines(in_a_traced_request);
+        let (text, line) = &lines[0];
+        assert!(!text.contains("otel"), "{text}");
+        assert_eq!(line["request_id"], "abc-1");
+        assert_eq!(line["tenant"], "acme");
+    }
+
+    #[test]
+    fn trace_only_fields_stay_out_of_text_lines() {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .fmt_fields(TextFields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, in_a_traced_request);
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains(r#"request{request_id="abc-1" tenant="acme"}: "#),
+            "{text}"
+        );
+        assert!(text.contains("request status=200"), "{text}");
+        assert!(!text.contains("otel"), "{text}");
+    }
+
     #[test]
     fn span_fields_are_flattened_beside_the_event_fields_and_secrets_redacted() {
         let lines = json_lines(|| {
