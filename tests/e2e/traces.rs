@@ -309,8 +309,11 @@ async fn an_incoming_traceparent_parents_the_request_span_and_reaches_the_guest_
             .all(|s| s == "hostel-under-test"),
         "OTEL_SERVICE_NAME names the service"
     );
-    // The log lines are as they were: the trace-only fields stay out of them.
-    assert!(!host.log().contains("otel."), "{}", host.log());
+    // The request's log lines are as they were: the trace-only fields stay out of them.
+    let log = host.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(&request_id)).collect();
+    assert!(!lines.is_empty(), "{log}");
+    assert!(lines.iter().all(|l| !l.contains("otel.")), "{lines:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -503,4 +506,50 @@ async fn without_an_otlp_endpoint_nothing_is_exported_and_traceparent_passes_thr
         "outbound calls went out as the guest made them"
     );
     assert!(receiver.spans().is_empty(), "nothing was exported");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_statements_and_their_transaction_are_spans_of_the_guest_call() {
+    let receiver = Receiver::start().await;
+    let pg = PostgresServer::start().unwrap();
+    let config = format!(
+        "[server]\ncode_cache = {cache}\n\
+         [pools.db]\nkind = \"postgres\"\nurl = \"{url}\"\n\
+         [grants]\npools = [\"db\"]\n\
+         [apps.probe]\nroute = \"/probe\"\ncomponent = {probe}\n",
+        cache = toml_path(&shared_code_cache()),
+        url = pg.url(),
+        probe = toml_path(&guest("pg-probe")),
+    );
+    let host = start(&config, &exporting_to(&receiver));
+    // BEGIN, a statement, a query, COMMIT: one span each, in order, under the guest call.
+    let reply = get_with(&host, "/probe/tx", &[]).await;
+    assert_eq!(reply.text(), r#"{"ok":{"one":1}}"#);
+    let request_id = reply.request_id().unwrap().to_string();
+    let calls = receiver
+        .wait_for("PostgreSQL call spans", |spans| {
+            let server = server_span(spans, &request_id)?;
+            let guest = (children(spans, &server).into_iter()).find(|s| s.name == "guest")?;
+            let mut calls: Vec<Span> = children(spans, guest).into_iter().cloned().collect();
+            calls.sort_by_key(|s| s.start_time_unix_nano);
+            (calls.len() == 4).then_some(calls)
+        })
+        .await;
+    let names: Vec<&str> = calls.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "postgresql begin",
+            "postgresql execute",
+            "postgresql query",
+            "postgresql commit"
+        ]
+    );
+    for call in &calls {
+        assert_eq!(call.kind, SpanKind::Client as i32);
+        assert_eq!(
+            attribute(call, "db.system.name").as_deref(),
+            Some("postgresql")
+        );
+    }
 }
