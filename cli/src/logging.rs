@@ -4,19 +4,25 @@
 //! collector filters on top-level keys, so this one flattens them: every line has `time` (RFC
 //! 3339, UTC), `level`, `target` and `message`, then the fields of the spans it is in —
 //! outermost first, so a request's `request_id`, `tenant` and `app` — then the event's own.
-//! Either way every line passes through [`RedactingWriter`] on its way out.
+//! Either way every line passes through [`RedactingWriter`] on its way out, and the fields the
+//! request span carries for traces only (`otel.*`) are left out.
 
+use crate::traces::Traces;
 use hostel::secrets::RedactingWriter;
 use serde_json::Value;
 use std::fmt;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::field::VisitOutput as _;
+use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -26,20 +32,125 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the process's log subscriber.
-pub fn init(filter: EnvFilter, format: LogFormat) {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| RedactingWriter::new(std::io::stderr()));
+/// Installs the process's log subscriber, with `traces`' layer beside the log when traces are
+/// exported. Without, it is the log alone, filtered once for the whole subscriber (the
+/// cheapest way tracing-subscriber has); with, each layer has its own filter.
+pub fn init(filter: EnvFilter, format: LogFormat, traces: Option<&Traces>) {
+    // The spans made for traces alone are never the log's, whatever the filter says.
+    let filter = filter.add_directive(
+        format!("{}=off", hostel::traces::TARGET)
+            .parse()
+            .expect("a valid directive"),
+    );
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let Some(traces) = traces else {
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(|| RedactingWriter::new(std::io::stderr()));
+        match format {
+            LogFormat::Text => builder.with_ansi(ansi).init(),
+            LogFormat::Json => builder
+                .with_ansi(false)
+                .fmt_fields(JsonFields)
+                .event_format(JsonLines)
+                .init(),
+        }
+        return;
+    };
+    let subscriber = tracing_subscriber::registry().with(traces.layer());
+    let log =
+        tracing_subscriber::fmt::layer().with_writer(|| RedactingWriter::new(std::io::stderr()));
     match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        LogFormat::Text => subscriber
+            .with(
+                log.with_ansi(ansi)
+                    .fmt_fields(TextFields)
+                    .with_filter(filter),
+            )
             .init(),
-        LogFormat::Json => builder
-            .with_ansi(false)
-            .fmt_fields(JsonFields)
-            .event_format(JsonLines)
+        LogFormat::Json => subscriber
+            .with(
+                log.with_ansi(false)
+                    .fmt_fields(JsonFields)
+                    .event_format(JsonLines)
+                    .with_filter(filter),
+            )
             .init(),
+    }
+}
+
+/// Fields the trace layer reads and the log leaves out: `otel.name`, `otel.kind`, recorded on
+/// the request span only while traces are exported.
+fn for_traces_only(field: &Field) -> bool {
+    field.name().starts_with("otel.")
+}
+
+/// tracing-subscriber's text fields without the [`for_traces_only`] ones.
+pub struct TextFields;
+
+impl<'writer> FormatFields<'writer> for TextFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
+        let mut visitor = LogFieldsOnly(DefaultVisitor::new(writer, true));
+        fields.record(&mut visitor);
+        visitor.0.finish()
+    }
+
+    fn add_fields(
+        &self,
+        current: &'writer mut FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> fmt::Result {
+        let is_empty = current.fields.is_empty();
+        let mut visitor = LogFieldsOnly(DefaultVisitor::new(current.as_writer(), is_empty));
+        fields.record(&mut visitor);
+        visitor.0.finish()
+    }
+}
+
+/// Passes every field but the [`for_traces_only`] ones on to the text format's own visitor.
+struct LogFieldsOnly<'a>(DefaultVisitor<'a>);
+
+impl Visit for LogFieldsOnly<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if !for_traces_only(field) {
+            self.0.record_debug(field, value);
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if !for_traces_only(field) {
+            self.0.record_str(field, value);
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if !for_traces_only(field) {
+            self.0.record_i64(field, value);
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if !for_traces_only(field) {
+            self.0.record_u64(field, value);
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if !for_traces_only(field) {
+            self.0.record_bool(field, value);
+        }
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if !for_traces_only(field) {
+            self.0.record_f64(field, value);
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if !for_traces_only(field) {
+            self.0.record_error(field, value);
+        }
     }
 }
 
@@ -157,7 +268,9 @@ impl Line {
     }
 
     fn record(&mut self, field: &Field, value: Value) {
-        self.put(field.name(), value);
+        if !for_traces_only(field) {
+            self.put(field.name(), value);
+        }
     }
 }
 
@@ -232,6 +345,48 @@ mod tests {
                 (line.to_string(), value)
             })
             .collect()
+    }
+
+    /// A request span as `hostel::request` makes it with traces on: `otel.*` recorded later.
+    fn in_a_traced_request() {
+        let span = tracing::error_span!(
+            "request",
+            request_id = "abc-1",
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
+            tenant = "acme",
+        );
+        span.record("otel.kind", "server");
+        span.record("otel.name", "GET /api");
+        span.in_scope(|| tracing::info!(status = 200u16, "request"));
+    }
+
+    #[test]
+    fn trace_only_fields_stay_out_of_json_lines() {
+        let lines = json_lines(in_a_traced_request);
+        let (text, line) = &lines[0];
+        assert!(!text.contains("otel"), "{text}");
+        assert_eq!(line["request_id"], "abc-1");
+        assert_eq!(line["tenant"], "acme");
+    }
+
+    #[test]
+    fn trace_only_fields_stay_out_of_text_lines() {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .fmt_fields(TextFields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, in_a_traced_request);
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains(r#"request{request_id="abc-1" tenant="acme"}: "#),
+            "{text}"
+        );
+        assert!(text.contains("request status=200"), "{text}");
+        assert!(!text.contains("otel"), "{text}");
     }
 
     #[test]

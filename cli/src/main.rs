@@ -2,6 +2,7 @@
 
 mod admin_client;
 mod logging;
+mod traces;
 
 use admin_client::AdminClient;
 use anyhow::{Context, Result};
@@ -184,9 +185,21 @@ fn main() {
         eprintln!("hostel: invalid --log filter {:?}: {e}", cli.log);
         std::process::exit(2);
     });
-    logging::init(filter, cli.log_format);
+    // Only a serving host exports traces; the other commands serve no requests.
+    let traces = match &cli.command {
+        Command::Serve { .. } => traces::Traces::from_env().unwrap_or_else(|e| {
+            eprintln!("hostel: error: traces: {e:#}");
+            std::process::exit(2);
+        }),
+        _ => None,
+    };
+    logging::init(filter, cli.log_format, traces.as_ref());
+    if let Some(traces) = &traces {
+        traces.announce();
+        hostel::traces::enable();
+    }
 
-    if let Err(e) = run(cli.command) {
+    if let Err(e) = run(cli.command, traces) {
         let message = hostel::secrets::redact_text(&format!("{e:#}"));
         match cli.log_format {
             LogFormat::Text => eprintln!("hostel: error: {message}"),
@@ -197,7 +210,7 @@ fn main() {
     }
 }
 
-fn run(command: Command) -> Result<()> {
+fn run(command: Command, traces: Option<traces::Traces>) -> Result<()> {
     match command {
         Command::Check { config } => {
             let config = Config::load(&config.path)?;
@@ -259,7 +272,7 @@ fn run(command: Command) -> Result<()> {
                 };
                 admin.listen = listen;
             }
-            serve(config)
+            serve(config, traces)
         }
         Command::Deploy {
             component,
@@ -376,8 +389,9 @@ const ADMIN_GRACE: Duration = Duration::from_secs(5);
 /// 2. the app listener keeps accepting for `server.drain_delay`, so that a load balancer's
 ///    probes see the 503 and take the host out before any connection is refused;
 /// 3. the app listener closes; requests in flight get `server.shutdown_grace` to finish;
-/// 4. then the admin listener, which answered `/readyz` until here, and the pools close.
-fn serve(config: Config) -> Result<()> {
+/// 4. then the admin listener, which answered `/readyz` until here, and the pools close;
+/// 5. last, the spans still queued are sent (a bounded wait: see [`traces::Traces::shutdown`]).
+fn serve(config: Config, traces: Option<traces::Traces>) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("hostel-worker")
@@ -391,7 +405,7 @@ fn serve(config: Config) -> Result<()> {
         .transpose()
         .with_context(|| format!("{}: [admin]", config.source.display()))?;
     host.engines().start_epoch_ticker();
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let listener = bind(config.listen, "server.listen", &config).await?;
         let admin_server = match (admin, &config.admin) {
             (Some(admin), Some(settings)) => {
@@ -495,7 +509,11 @@ fn serve(config: Config) -> Result<()> {
         }
         host.close_pools();
         Ok(())
-    })
+    });
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
+    served
 }
 
 /// Binds `addr`; a failure names the config key it came from, as every config error does.

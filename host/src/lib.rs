@@ -9,7 +9,8 @@
 //! [`config`] (assembled from [`sections`]), [`engine`], [`code_cache`], [`apps`], [`tenant`]
 //! and [`capabilities`], each in the one shape of [`capabilities::shape`]. The admin API
 //! ([`admin`]) builds on the host; nothing in the core imports it. Operating it: [`health`]
-//! (liveness, readiness, draining) and [`access`] (the one log line per request).
+//! (liveness, readiness, draining), [`access`] (the one log line per request) and
+//! [`traces`] (OpenTelemetry spans and W3C trace context, when an exporter is installed).
 
 pub mod access;
 pub mod admin;
@@ -35,6 +36,7 @@ pub mod sections;
 pub mod server;
 pub mod tenant;
 pub mod tls;
+pub mod traces;
 pub mod units;
 pub mod usage;
 

@@ -9,6 +9,7 @@ use crate::metrics::{BodyMeter, GuestCpu, HostAnswer, InFlight};
 use crate::request_id::RequestId;
 use crate::routes::normalize_host;
 use crate::sandbox::{self, Failure};
+use crate::traces;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
@@ -37,15 +38,27 @@ pub async fn handle(
     // At ERROR level so the span is enabled whatever the log filter: every line logged for this
     // request, warnings from the guest included, carries its id. Made once routing has named
     // the tenant and app, so that its fields are formatted once.
+    // `otel.*` are recorded only for traces (see `traces`), and never written to the log.
     let span = match &routed {
         Ok(app) => tracing::error_span!(
             "request",
             request_id = %id,
             tenant = %app.tenant.name,
-            app = %app.name
+            app = %app.name,
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
         ),
-        Err(_) => tracing::error_span!("request", request_id = %id),
+        Err(_) => tracing::error_span!(
+            "request",
+            request_id = %id,
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
+        ),
     };
+    if traces::on() {
+        let route = routed.as_ref().ok().map(|app| app.route.as_str());
+        traces::serve(&span, &method, request.headers(), route);
+    }
     let in_flight = match &routed {
         Ok(app) => app.meter.arrived(),
         Err(_) => host.unrouted().arrived(),
@@ -84,6 +97,9 @@ pub async fn handle(
         guest_cpu: guest_cpu.and_then(|cpu| cpu.finished()),
     };
     access::log(&span, &served, host.access_log());
+    if traces::on() {
+        traces::served(&span, served.status);
+    }
     Ok(response)
 }
 
@@ -182,6 +198,10 @@ async fn run(
     request
         .headers_mut()
         .insert(REQUEST_ID_HEADER, id_header.clone());
+    // And, with traces on, a `traceparent` naming this request's span, to continue the trace.
+    if traces::on() {
+        traces::inject_current(request.headers_mut());
+    }
     let (parts, body) = request.into_parts();
     let (body, exceeded) = LimitedBody::new(body, limits.request_body);
     let body = match app.meter.counting() {

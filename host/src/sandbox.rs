@@ -9,6 +9,7 @@ use crate::capabilities::{Parts, RequestCapabilities, StoreData, outbound_http, 
 use crate::fair_share::GuestShare;
 use crate::metrics::{AppMeter, GuestCpu, Sandboxed};
 use crate::tenant::Tenant;
+use crate::traces;
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use std::future::Future;
@@ -552,11 +553,13 @@ async fn call(store: &mut Store<SandboxState>, prepared: Prepared) -> wasmtime::
     match prepared {
         Prepared::Http02 { pre, request, out } => {
             let started = Instant::now();
-            let proxy = pre.instantiate_async(&mut *store).await?;
+            let instantiate = pre.instantiate_async(&mut *store);
+            let proxy = instantiate.instrument(traces::instantiation()).await?;
             store.data_mut().instantiation = Some(started.elapsed());
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut *store, request, out)
+                .instrument(traces::guest())
                 .await
         }
         Prepared::Http03 {
@@ -566,7 +569,8 @@ async fn call(store: &mut Store<SandboxState>, prepared: Prepared) -> wasmtime::
             answer,
         } => {
             let started = Instant::now();
-            let service = pre.instantiate_async(&mut *store).await?;
+            let instantiate = pre.instantiate_async(&mut *store);
+            let service = instantiate.instrument(traces::instantiation()).await?;
             store.data_mut().instantiation = Some(started.elapsed());
             store
                 .run_concurrent(async move |accessor| -> wasmtime::Result<()> {
@@ -581,6 +585,7 @@ async fn call(store: &mut Store<SandboxState>, prepared: Prepared) -> wasmtime::
                     std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await;
                     Ok(())
                 })
+                .instrument(traces::guest())
                 .await?
         }
     }

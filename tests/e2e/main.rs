@@ -20,6 +20,7 @@ mod privilege;
 mod protocol;
 mod redis;
 mod serving;
+mod traces;
 mod usage;
 mod wasi_p3;
 

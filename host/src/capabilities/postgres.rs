@@ -29,6 +29,7 @@ use super::shape::{
 };
 use crate::metrics::{Metrics, PoolClock, PoolTime, RequestUsage};
 use crate::sections::Table;
+use crate::traces::pool_call;
 use anyhow::{Context, Result, bail};
 use pool::{Answer, Want};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -522,7 +523,8 @@ resource_calls! {
         }
 
         async fn begin(&mut self, conn: Resource<Connection>) -> Outcome<Resource<Transaction>> {
-            let tx = self.connection(&conn)?.begin().await;
+            let connection = self.connection(&conn)?;
+            let tx = pool_call(module_path!(), "begin", connection.begin()).await;
             self.push_transaction(tx)
         }
     }
@@ -537,7 +539,7 @@ resource_calls! {
             conn: Resource<Connection>,
         ) -> Outcome<Resource<Transaction>> {
             let connection = store.with(|mut access| access.get().connection(&conn))?;
-            let tx = connection.begin().await;
+            let tx = pool_call(module_path!(), "begin", connection.begin()).await;
             store.with(|mut access| access.get().push_transaction(tx))
         }
     }

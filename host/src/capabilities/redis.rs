@@ -32,6 +32,7 @@ use super::shape::{
 };
 use crate::metrics::{PoolClock, PoolTime, PoolTimer, RequestUsage};
 use crate::sections::Table;
+use crate::traces::pool_call;
 use anyhow::Result;
 use commands::Args;
 use namespace::{On, Prepared};

@@ -293,7 +293,8 @@ pub(crate) use host_view;
 /// `v0_2 { .. }` add each trait's other methods (constructors, sync calls); `drop` deletes the
 /// resource from the table (what it owns is released by its own `Drop`). A WASI 0.3
 /// call first reserves its arguments' bytes in the request's [`CallBudget`]; over it, the
-/// call answers `$error::Unavailable` at once.
+/// call answers `$error::Unavailable` at once. Each call runs in a [`crate::traces::pool_call`]
+/// span (nothing, with traces off).
 ///
 /// ```ignore
 /// resource_calls! {
@@ -333,7 +334,8 @@ macro_rules! resource_calls {
                 ) -> ::wasmtime::Result<Result<$ok, $error>> {
                     #[allow(unused_mut)] // a clone of a handle needs no `mut`, a lease does
                     let mut call = self.$take(&resource)?;
-                    let outcome = call.$function($($param),*).await;
+                    let call_future = call.$function($($param),*);
+                    let outcome = $crate::traces::pool_call(module_path!(), stringify!($function), call_future).await;
                     self.$give_back(&resource, call)?;
                     Ok(outcome)
                 }
@@ -369,7 +371,8 @@ macro_rules! resource_calls {
                     };
                     #[allow(unused_mut)]
                     let mut call = store.with(|mut access| access.get().$take(&resource))?;
-                    let outcome = call.$function($($param),*).await;
+                    let call_future = call.$function($($param),*);
+                    let outcome = $crate::traces::pool_call(module_path!(), stringify!($function), call_future).await;
                     store.with(|mut access| access.get().$give_back(&resource, call))?;
                     Ok(outcome)
                 }

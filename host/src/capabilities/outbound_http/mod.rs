@@ -16,6 +16,7 @@ use super::shape::{Capability, ConfigFile, HasView, RequestInfo, TenantInfo, Vie
 use crate::body::{BetweenBytes, CountedBody};
 use crate::metrics::{OutboundMeter, RequestUsage};
 use crate::sections::Table;
+use crate::traces;
 use anyhow::Result;
 use egress::{Denial, Egress, EgressResolver, OutboundRule};
 use http_body_util::BodyExt;
@@ -26,6 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 use wasmtime::component::{Accessor, HasData, Linker, Resource};
 use wasmtime_wasi::TrappableError;
 use wasmtime_wasi_http::p3::bindings::http as p3_http;
@@ -283,6 +285,9 @@ impl WasiHttpHooks for OutboundCalls {
         self.calls_left = left;
         let meter = self.meter.clone();
         meter.calls.inc();
+        let mut request = request;
+        // With traces on, the called server gets this call's span as its `traceparent`.
+        let span = traces::outbound(&mut request);
         let request = request.map(|body| CountedBody::new(body, meter.sent.clone()).boxed_unsync());
         let client = self.client.client.clone();
         let options = options.unwrap_or_default();
@@ -295,11 +300,13 @@ impl WasiHttpHooks for OutboundCalls {
             .unwrap_or(DEFAULT_BETWEEN_BYTES_TIMEOUT);
         Box::new(async move {
             // A pooled connection may need no connecting at all, so the two budgets are one.
-            let response = tokio::time::timeout(connect + first_byte, client.request(request))
+            let sent = tokio::time::timeout(connect + first_byte, client.request(request))
+                .instrument(span.clone())
                 .await
                 .map_err(|_| Error::HttpResponseTimeout)
-                .and_then(|sent| sent.map_err(client_error))
-                .inspect_err(|_| meter.failed())?;
+                .and_then(|sent| sent.map_err(client_error));
+            traces::outbound_done(&span, &sent);
+            let response = sent.inspect_err(|_| meter.failed())?;
             let response = response.map(|body| {
                 let body = BetweenBytes::new(body, between_bytes);
                 CountedBody::new(body, meter.received).boxed_unsync()

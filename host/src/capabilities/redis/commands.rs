@@ -103,7 +103,8 @@ macro_rules! connection_calls {
                     &mut self,
                     handle: Resource<RedisHandle>,
                 ) -> wasmtime::Result<Result<Resource<RedisLease>, Error>> {
-                    let lease = self.handle(&handle)?.transaction().await;
+                    let handle = self.handle(&handle)?;
+                    let lease = pool_call(module_path!(), "transaction", handle.transaction()).await;
                     self.push_lease(lease)
                 }
             }
@@ -121,7 +122,7 @@ macro_rules! connection_calls {
                     handle: Resource<RedisHandle>,
                 ) -> wasmtime::Result<Result<Resource<RedisLease>, Error>> {
                     let handle = store.with(|mut access| access.get().handle(&handle))?;
-                    let lease = handle.transaction().await;
+                    let lease = pool_call(module_path!(), "transaction", handle.transaction()).await;
                     store.with(|mut access| access.get().push_lease(lease))
                 }
             }

@@ -1,6 +1,7 @@
 //! Test guest: streams the request body back (`/echo`), reads it whole first (`/collect`),
-//! answers after a pause (`/slow?ms=N`), or describes the request (`/request`): for streaming,
-//! body-limit, shutdown and SDK tests.
+//! answers after a pause (`/slow?ms=N`), describes the request (`/request`) or answers the
+//! value of one of its headers (`/header?NAME`): for streaming, body-limit, shutdown, SDK and
+//! trace-context tests.
 
 use hostel_guest::bindings::wasi::clocks::monotonic_clock;
 use hostel_guest::{Request, Response};
@@ -29,6 +30,17 @@ fn echo(req: Request) -> Response {
             body,
         ];
         return Response::text(200, lines.join("\n"));
+    }
+    if req.path().ends_with("/header") {
+        let name = req.query().unwrap_or("");
+        let values: Vec<String> = (req.headers().iter())
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        if values.is_empty() {
+            return Response::text(200, "<none>");
+        }
+        return Response::text(200, values.join("\n"));
     }
     if req.path().ends_with("/collect") {
         let mut req = req;
