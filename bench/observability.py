@@ -6,11 +6,18 @@ per request and its ratio to the "off" column, and the size and render time of /
 100 tenants × 3 apps.
 
 The server runs on core 0 and wrk (and the scraper, the sink, redis-server) on core 1. The
-variants alternate within each round; the table gives medians over the rounds.
+variants alternate within each round; the table gives medians over the rounds. CPU time per
+request moves by a few per cent between runs of the same binary on this VM, so the hello is
+also counted in instructions under callgrind (`--instructions`, when valgrind is installed):
+the same binary, sequential requests, the difference between 500 and 2,500 requests divided by
+2,000 — repeatable to the instruction, whatever else the machine does.
 """
 
 import argparse
 import hashlib
+import os
+import shutil
+import signal
 import http.client
 import http.server
 import statistics
@@ -81,6 +88,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--traces", action="store_true", help="also measure with traces exported")
+    ap.add_argument("--no-instructions", action="store_true",
+                    help="skip the instruction counts under callgrind")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="hostel-bench-observability-"))
@@ -93,6 +102,8 @@ def main() -> None:
     try:
         wait_for_port(redis_port, redis)
         cost_table(args, work, redis_port, sink.server_address[1])
+        if not args.no_instructions and shutil.which("valgrind"):
+            instructions(args, work, sink.server_address[1])
         metrics_size(args, work)
     finally:
         sink.shutdown()
@@ -165,6 +176,60 @@ def cost_table(args, work: Path, redis_port: int, sink_port: int) -> None:
             rps = statistics.median(r["rps"] for r in runs)
             cpu = statistics.median(r["cpu_us"] for r in runs)
             print(f"| {workload} | {name} | {rps:.0f} | {cpu:.2f} | {cpu / off:.3f}× |")
+
+
+def instructions(args, work: Path, sink_port: int) -> None:
+    """Instructions per hello request under callgrind: off, counted, counted with traces."""
+    def run(name: str, counted: bool, env: dict, requests: int) -> int:
+        port, admin_port = free_port(), free_port()
+        text = (f'[server]\ncode_cache = "{work / "cache"}"\nmax_instances = 4\n'
+                f'[apps.app]\nroute = "/"\ncomponent = "{args.hello}"\n')
+        if counted:
+            text += (f'[admin]\nlisten = "127.0.0.1:{admin_port}"\n'
+                     f'operator_token_sha256 = "{TOKEN_SHA256}"\nstate = "{work / name}-cg-state"\n')
+        else:
+            text += '[metrics]\nenabled = false\n'
+        config = work / f"cg-{name}.toml"
+        config.write_text(text)
+        out = work / f"callgrind.{name}.{requests}"
+        proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                                 args.hostel, "serve", "--config", str(config), "--listen",
+                                 f"127.0.0.1:{port}", "--log", "warn"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, **env})
+        try:
+            wait_for_port(port, proc, limit=300)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            for _ in range(requests):
+                conn.request("GET", "/")
+                response = conn.getresponse()
+                response.read()
+                assert response.status == 200, response.status
+            conn.close()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+        for line in out.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+        raise RuntimeError(f"no totals in {out}")
+
+    variants = [("off", False, {}), ("metrics+usage", True, {})]
+    if args.traces:
+        variants.append(("metrics+usage+traces", True,
+                         {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}"}))
+    # Once first, so that the code cache holds the component for every counted run.
+    run("warm-up", False, {}, 1)
+    per_request = {}
+    for name, counted, env in variants:
+        few, many = run(name, counted, env, 500), run(name, counted, env, 2500)
+        per_request[name] = (many - few) / 2000
+        print(f"  callgrind {name:22} {per_request[name]:,.0f} instructions/request",
+              file=sys.stderr, flush=True)
+    print("\n| hello under callgrind | instructions/request | ÷ off |")
+    print("|---|---|---|")
+    for name, _, _ in variants:
+        print(f"| {name} | {per_request[name]:,.0f} | {per_request[name] / per_request['off']:.4f}× |")
 
 
 def metrics_size(args, work: Path) -> None:
