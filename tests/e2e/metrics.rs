@@ -240,6 +240,11 @@ async fn what_the_host_answers_for_a_failing_guest_is_counted_by_kind() {
         series("hostel_instantiation_seconds_count", "spin"),
         Some(1.0)
     );
+    // The spinner turned out CPU-bound: it moved to the background threads and queued for
+    // its tenant's CPU slots; the panic before it ran as an ordinary request.
+    assert_eq!(series("hostel_fair_share_moved_total", "spin"), Some(1.0));
+    assert!(series("hostel_fair_share_slot_waits_total", "spin").unwrap() >= 1.0);
+    assert_eq!(series("hostel_fair_share_moved_total", "panic"), None);
     let (valid, said) = promtool_check(&exposition).unwrap();
     assert!(valid, "promtool check metrics: {said}");
 }
