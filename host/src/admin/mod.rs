@@ -214,13 +214,19 @@ impl Admin {
                     StatusCode::BAD_REQUEST,
                     &format!(
                         "`{name}` must be a time as RFC 3339 (2026-12-01T17:00:00Z) or Unix \
-                         seconds, not {text:?}"
+                         seconds, up to the year 9999, not {text:?}"
                     ),
                 )
             }),
         };
         let from = bound("from", now.saturating_sub(24 * 3600))?;
         let to = bound("to", now + 1)?;
+        if from > to {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "`from` is after `to`: the range is empty",
+            ));
+        }
         let tenant = match principal {
             Principal::Operator => None,
             Principal::Tenant(own) => Some(own.clone()),
@@ -491,13 +497,21 @@ fn describe_usage(bucket: &crate::usage::Bucket) -> Value {
     })
 }
 
-/// Unix seconds from RFC 3339 (`2026-12-01T17:00:00Z`) or from a plain number.
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z): later times are refused, not
+/// wrapped or panicked on.
+const LAST_TIME: u64 = 253_402_300_799;
+
+/// Unix seconds from RFC 3339 (`2026-12-01T17:00:00Z`) or from a plain number, up to
+/// [`LAST_TIME`].
 fn parse_time(text: &str) -> Option<u64> {
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Some(seconds);
-    }
-    let time = humantime::parse_rfc3339_weak(text).ok()?;
-    Some(time.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs())
+    let seconds = match text.parse::<u64>() {
+        Ok(seconds) => seconds,
+        Err(_) => {
+            let time = humantime::parse_rfc3339_weak(text).ok()?;
+            time.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs()
+        }
+    };
+    (seconds <= LAST_TIME).then_some(seconds)
 }
 
 fn rfc3339(unix: u64) -> String {
