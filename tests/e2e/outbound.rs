@@ -10,11 +10,13 @@ async fn outbound_calls_reuse_pooled_connections_per_tenant() {
     let probe = toml_path(&guest("guest-probe"));
     let config = format!(
         "[server]\ncode_cache = {cache}\n\
+         [admin]\noperator_token_sha256 = \"{operator}\"\n\
          [tenants.a]\nhosts = [\"a.test\"]\ngrants = {{ outbound = [\"http://{server}\"] }}\n\
          apps.probe = {{ route = \"/\", component = {probe} }}\n\
          [tenants.b]\nhosts = [\"b.test\"]\ngrants = {{ outbound = [\"http://{server}\"] }}\n\
          apps.probe = {{ route = \"/\", component = {probe} }}\n",
         cache = toml_path(&shared_code_cache()),
+        operator = token_sha256("operator"),
     );
     let host = HostProcess::start(&config).unwrap();
     let client = http1_client();
@@ -41,6 +43,42 @@ async fn outbound_calls_reuse_pooled_connections_per_tenant() {
         2,
         "tenant b has its own pool: one more connection, never tenant a's"
     );
+    // A call the grants deny is an error of the tenant's, and opens nothing.
+    let request = http::Request::get(host.url("/outbound?127.0.0.1:1"))
+        .header("host", "b.test")
+        .body(Default::default())
+        .unwrap();
+    assert_eq!(send(&client, request).await.unwrap().status, 200);
+
+    // What each tenant's client did, in its own series.
+    let request = http::Request::get(host.admin_url("/metrics"))
+        .header("authorization", "Bearer operator")
+        .body(Default::default())
+        .unwrap();
+    let metrics = send(&client, request).await.unwrap().text();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    assert_eq!(value("hostel_outbound_requests_total{tenant=\"a\"}"), 100.0);
+    assert_eq!(value("hostel_outbound_requests_total{tenant=\"b\"}"), 20.0);
+    assert_eq!(
+        value("hostel_outbound_connections_opened_total{tenant=\"a\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("hostel_outbound_connections_opened_total{tenant=\"b\"}"),
+        1.0
+    );
+    assert_eq!(value("hostel_outbound_errors_total{tenant=\"a\"}"), 0.0);
+    assert_eq!(value("hostel_outbound_errors_total{tenant=\"b\"}"), 1.0);
+    // The probe reads the status only: no body bytes came in.
+    assert_eq!(
+        value("hostel_outbound_received_bytes_total{tenant=\"a\"}"),
+        0.0
+    );
 }
 
 /// The aggregator example fanning out to `/item/0` … `/item/4` of `server`.
@@ -62,7 +100,12 @@ fn aggregator_config(server: std::net::SocketAddr) -> String {
 async fn aggregator_fans_out_concurrently_over_pooled_connections() {
     let upstream = Upstream::start(Duration::from_millis(50)).await;
     let server = upstream.addr;
-    let host = HostProcess::start(&aggregator_config(server)).unwrap();
+    let config = format!(
+        "{}[admin]\noperator_token_sha256 = \"{}\"\n",
+        aggregator_config(server),
+        token_sha256("operator")
+    );
+    let host = HostProcess::start(&config).unwrap();
     let client = http1_client();
     for _ in 0..10 {
         let reply = get(&client, &host.url("/")).await.unwrap();
@@ -84,6 +127,30 @@ async fn aggregator_fans_out_concurrently_over_pooled_connections() {
         "50 outbound calls, at most 5 at a time, reuse pooled connections: {} accepted",
         upstream.accepted()
     );
+    // Counted as the tenant's: 50 calls, each body ("ok /item/N") 10 bytes; billed to the app.
+    let admin = |path: &str| {
+        http::Request::get(host.admin_url(path))
+            .header("authorization", "Bearer operator")
+            .body(Default::default())
+            .unwrap()
+    };
+    let metrics = send(&client, admin("/metrics")).await.unwrap().text();
+    for line in [
+        "hostel_outbound_requests_total{tenant=\"default\"} 50",
+        "hostel_outbound_received_bytes_total{tenant=\"default\"} 500",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+    let usage: serde_json::Value =
+        serde_json::from_slice(&send(&client, admin("/v1/usage")).await.unwrap().body).unwrap();
+    let calls: u64 = (usage["usage"].as_array().unwrap().iter())
+        .filter(|row| row["app"] == "aggregator")
+        .map(|row| row["outbound_calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(calls, 50, "{usage}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -106,6 +106,24 @@ async fn each_tenant_is_billed_for_what_its_apps_used_and_sees_only_its_own() {
         assert!(row["hour"].as_str().unwrap().ends_with(":00:00Z"), "{row}");
     }
 
+    // The pool the counter used: its shared connection, opened once.
+    let request = http::Request::get(host.admin_url("/metrics"))
+        .header("authorization", format!("Bearer {OPERATOR}"))
+        .body(Default::default())
+        .unwrap();
+    let metrics = send(&http1_client(), request).await.unwrap().text();
+    for line in [
+        "hostel_pool_connections_opened_total{pool=\"cache\"} 1",
+        "hostel_pool_connections_in_use{pool=\"cache\"} 1",
+        "hostel_pool_connections_opening{pool=\"cache\"} 0",
+        "hostel_pool_errors_total{pool=\"cache\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+
     // A tenant's token sees its own tenant only.
     let (_, own) = usage(&host, ACME, "").await;
     let tenants: Vec<&str> = (own["usage"].as_array().unwrap().iter())
