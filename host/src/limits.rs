@@ -24,6 +24,9 @@ pub struct LimitsSection {
     pub response_body: Option<ByteSize>,
     /// Outbound HTTP requests one request's guest may make; more fail with an error value.
     pub outbound_calls: Option<u32>,
+    /// Apps the tenant may have at once (from the config and deployed): a deploy of one more
+    /// gets 403. Each app costs the host its compiled code and its series and usage.
+    pub apps: Option<u32>,
 }
 
 /// Built-in defaults, used where neither the tenant nor `[defaults.limits]` says otherwise.
@@ -33,6 +36,7 @@ pub const DEFAULT_CONCURRENCY: u32 = 256;
 pub const DEFAULT_REQUEST_BODY: u64 = 16 << 20;
 pub const DEFAULT_RESPONSE_BODY: u64 = 1 << 30;
 pub const DEFAULT_OUTBOUND_CALLS: u32 = 100;
+pub const DEFAULT_APPS: u32 = 64;
 
 /// Effective limits of one tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +47,7 @@ pub struct Limits {
     pub request_body: u64,
     pub response_body: u64,
     pub outbound_calls: u32,
+    pub apps: u32,
 }
 
 impl LimitsSection {
@@ -73,6 +78,7 @@ impl LimitsSection {
                 .outbound_calls
                 .or(defaults.outbound_calls)
                 .unwrap_or(DEFAULT_OUTBOUND_CALLS),
+            apps: self.apps.or(defaults.apps).unwrap_or(DEFAULT_APPS),
         };
         if limits.memory < 64 << 10 {
             bail!(

@@ -532,3 +532,33 @@ async fn a_wasi_0_3_service_is_deployed_and_swapped_like_any_app() {
     let reply = call(&client, &host, "acme.test", "/p3/").await;
     assert_eq!(reply.text(), "hello from a WASI 0.3 guest\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_cannot_deploy_more_apps_than_its_limit() {
+    // acme has its config app and may have two apps in all.
+    let config = config().replace(
+        "[tenants.acme]\n",
+        "[tenants.acme]\nlimits = { apps = 2 }\n",
+    );
+    let host = HostProcess::start(&config).unwrap();
+    let hello = wasm(guest("hello"));
+    let (status, body) = deploy(&host, ACME, "acme", "one", "/one", &hello).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = deploy(&host, ACME, "acme", "two", "/two", &hello).await;
+    assert_eq!(status, 403, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("limits.apps") && error.contains("2 apps"),
+        "{body}"
+    );
+    // A new version of an app it has is no new app; another tenant has its own limit.
+    let (status, body) = deploy(&host, ACME, "acme", "one", "/one", &hello).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = deploy(&host, GLOBEX, "globex", "two", "/two", &hello).await;
+    assert_eq!(status, 201, "{body}");
+    // Once one goes, another fits.
+    let (status, _) = admin(&host, "DELETE", "/v1/tenants/acme/apps/one", Some(ACME), "").await;
+    assert_eq!(status, 204);
+    let (status, body) = deploy(&host, ACME, "acme", "two", "/two", &hello).await;
+    assert_eq!(status, 201, "{body}");
+}

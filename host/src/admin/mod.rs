@@ -330,6 +330,19 @@ impl Admin {
             ));
         }
         let runtime = self.host.tenant(tenant).expect("checked").clone();
+        let replaces = installed.iter().any(|(k, _)| *k == key);
+        let apps = (installed.iter())
+            .filter(|((owner, _), _)| owner == tenant)
+            .count();
+        if !replaces && apps >= runtime.limits.apps as usize {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "tenant `{tenant}` has {apps} apps, its limit (`limits.apps`): remove one, \
+                     replace one by deploying under its name, or ask the operator for more"
+                ),
+            ));
+        }
         let candidate = Claim {
             tenant,
             app: name,

@@ -41,6 +41,7 @@ const KEYS: &[&str] = &[
     "request_body",
     "response_body",
     "outbound_calls",
+    "apps",
     "operator_token_sha256",
     "state",
     "open",
