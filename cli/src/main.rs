@@ -349,19 +349,20 @@ fn run(command: Command, traces: Option<traces::Traces>) -> Result<()> {
             );
             for row in report["usage"].as_array().into_iter().flatten() {
                 let text = |key: &str| row[key].as_str().unwrap_or("").to_string();
-                let float = |key: &str| row[key].as_f64().unwrap_or(0.0);
+                let count = |key: &str| row[key].as_u64().unwrap_or(0);
+                let seconds = |key: &str| row[key].as_f64().unwrap_or(0.0);
                 println!(
-                    "{:<21} {:<16} {:<20} {:>9} {:>10.3} {:>12.1} {:>11} {:>11} {:>8} {:>9.3}",
+                    "{:<21} {:<16} {:<20} {:>9} {:>10.3} {:>12.3} {:>11} {:>11} {:>8} {:>9.3}",
                     text("hour"),
                     text("tenant"),
                     text("app"),
-                    row["requests"],
-                    float("guest_cpu_seconds"),
-                    float("memory_mib_seconds"),
-                    row["bytes_in"],
-                    row["bytes_out"],
-                    row["outbound_calls"],
-                    float("pool_seconds")
+                    count("requests"),
+                    seconds("guest_cpu_seconds"),
+                    seconds("memory_mib_seconds"),
+                    count("bytes_in"),
+                    count("bytes_out"),
+                    count("outbound_calls"),
+                    seconds("pool_seconds")
                 );
             }
             Ok(())
