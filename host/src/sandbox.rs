@@ -279,7 +279,9 @@ where
     let guest = async move {
         let share = guest_share;
         let mut ran = Duration::ZERO;
-        let call = call(&mut store, prepared);
+        // Boxed once here: wasmtime's instantiation and call futures are kilobytes, and every
+        // layer below (timing, fair share, the deadline) would otherwise copy them into itself.
+        let call = Box::pin(call(&mut store, prepared));
         // Waiting for a CPU slot counts against the deadline like everything else.
         let admitted_call = async {
             tenant.cpu.admit(&share).await;
