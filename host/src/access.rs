@@ -22,8 +22,8 @@ pub struct Served<'a> {
     /// The response body's length when it is known before it is sent (declared, or a body
     /// the host made); absent for a streamed one.
     pub bytes: Option<u64>,
-    /// The time the request's guest ran, when it finished before the response's head (most
-    /// handlers do; one still streaming its body has it in the metrics only).
+    /// The time the request's guest ran until the response's head: all of it for a guest
+    /// that finished answering (most do); the metrics have the whole of a streaming one's.
     pub guest_cpu: Option<Duration>,
 }
 

@@ -545,20 +545,21 @@ impl Drop for PoolTimer {
     }
 }
 
-/// One request's guest CPU time, once its guest has finished: for its access log line.
+/// The time one request's guest has run so far, for its access log line (made when the
+/// response's head is ready: all of it for a guest that has answered, which most have).
 #[derive(Clone, Default)]
 pub struct GuestCpu(Arc<AtomicU64>);
 
 impl GuestCpu {
-    pub fn finish(&self, ran: Duration) {
-        // At least 1 ns: 0 means "not finished".
-        let ns = u64::try_from(ran.as_nanos()).unwrap_or(u64::MAX).max(1);
-        self.0.store(ns, Ordering::Release);
+    /// The guest ran `took` more (at least 1 ns counts: 0 means it never ran).
+    pub fn add(&self, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.0.fetch_add(ns, Ordering::Relaxed);
     }
 
-    /// The guest's CPU time, if it has finished.
-    pub fn finished(&self) -> Option<Duration> {
-        match self.0.load(Ordering::Acquire) {
+    /// What the guest ran so far, if it ran at all.
+    pub fn so_far(&self) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
             0 => None,
             ns => Some(Duration::from_nanos(ns)),
         }

@@ -94,7 +94,7 @@ pub async fn handle(
         status: response.status(),
         duration: started.elapsed(),
         bytes: declared_length(response.headers()).or(response.body().size_hint().exact()),
-        guest_cpu: guest_cpu.and_then(|cpu| cpu.finished()),
+        guest_cpu: guest_cpu.and_then(|cpu| cpu.so_far()),
     };
     access::log(&span, &served, host.access_log());
     if traces::on() {

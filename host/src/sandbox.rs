@@ -289,6 +289,7 @@ where
                 .watch_waits(timed(
                     call,
                     (meter.is_some() || guest_cpu.is_some()).then_some(&mut ran),
+                    guest_cpu.as_ref(),
                 ))
                 .await
         };
@@ -323,9 +324,6 @@ where
         drop(permit);
         if let (Some(meter), Some(report)) = (meter, report) {
             meter.sandboxed(&report);
-        }
-        if let Some(cpu) = guest_cpu {
-            cpu.finish(ran);
         }
         failure
     };
@@ -593,10 +591,14 @@ async fn call(store: &mut Store<SandboxState>, prepared: Prepared) -> wasmtime::
     }
 }
 
-/// Runs `guest`, adding up the time its polls take to `ran` when given: the time a thread ran
-/// the guest (a monotonic clock, read twice a poll; a thread's own CPU clock costs a system
-/// call here).
-async fn timed<F: Future>(guest: F, mut ran: Option<&mut Duration>) -> F::Output {
+/// Runs `guest`, adding up the time its polls take to `ran` when given, and to `so_far` (the
+/// access log's, read while the guest may still run): the time a thread ran the guest (a
+/// monotonic clock, read twice a poll; a thread's own CPU clock costs a system call here).
+async fn timed<F: Future>(
+    guest: F,
+    mut ran: Option<&mut Duration>,
+    so_far: Option<&GuestCpu>,
+) -> F::Output {
     let mut guest = std::pin::pin!(guest);
     std::future::poll_fn(move |cx| {
         let Some(ran) = ran.as_deref_mut() else {
@@ -604,7 +606,11 @@ async fn timed<F: Future>(guest: F, mut ran: Option<&mut Duration>) -> F::Output
         };
         let started = Instant::now();
         let poll = guest.as_mut().poll(cx);
-        *ran += started.elapsed();
+        let took = started.elapsed();
+        *ran += took;
+        if let Some(so_far) = so_far {
+            so_far.add(took);
+        }
         poll
     })
     .await
