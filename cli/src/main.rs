@@ -8,7 +8,6 @@ use admin_client::AdminClient;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use hostel::admin::Admin;
-use hostel::admin::auth::Tokens;
 use hostel::admin::deployments::DeploymentStore;
 use hostel::admin::scrape::Scrape;
 use hostel::config::Config;
@@ -437,6 +436,12 @@ fn serve(config: Config, traces: Option<traces::Traces>) -> Result<()> {
         let usage = admin_server
             .as_ref()
             .map(|(_, admin)| admin.usage().clone());
+        // The metrics listener answers as the admin API's /metrics does; without an [admin]
+        // section scrapes are open (the config check made sure).
+        let scrape = match &admin_server {
+            Some((_, admin)) => admin.scrape().clone(),
+            None => Arc::new(Scrape::new(host.clone(), None, config.metrics.open)),
+        };
         if let Some(usage) = &usage {
             usage.flush_periodically();
         }
@@ -461,9 +466,6 @@ fn serve(config: Config, traces: Option<traces::Traces>) -> Result<()> {
             let addr = listener.local_addr()?;
             tracing::info!("metrics on http://{addr}/metrics");
             println!("hostel metrics listening on http://{addr}");
-            let tokens = (config.admin.as_ref())
-                .map(|admin| Arc::new(Tokens::new(admin.operator_token, &host)));
-            let scrape = Arc::new(Scrape::new(host.clone(), tokens, config.metrics.open));
             // Scraped to the end of the drain, like the probes.
             let stop = until(on_apps_drained.clone());
             tokio::spawn(async move {

@@ -582,8 +582,7 @@ pub struct Sandboxed {
     pub lifetime: Duration,
     pub moved: bool,
     pub slot_waits: u32,
-    pub outbound_calls: u64,
-    pub pool_time: Duration,
+    pub usage: RequestUsage,
 }
 
 impl Sandboxed {
@@ -593,10 +592,6 @@ impl Sandboxed {
         let mib = self.peak_memory.div_ceil(1 << 20);
         mib.saturating_mul(self.lifetime.as_millis().max(1) as u64)
     }
-}
-
-fn lazy(cell: &OnceLock<Counter>, make: impl FnOnce() -> Counter) -> &Counter {
-    cell.get_or_init(make)
 }
 
 impl AppMeter {
@@ -620,15 +615,16 @@ impl AppMeter {
 
     /// The host answered the request itself, as `answer`.
     pub fn host_answered(&self, answer: HostAnswer) {
-        lazy(&self.answers[answer as usize], || {
-            let labels = AnswerLabels {
-                tenant: self.labels.tenant.clone(),
-                app: self.labels.app.clone(),
-                answer: answer.label(),
-            };
-            self.metrics.answers.get_or_create(&labels).clone()
-        })
-        .inc();
+        self.answers[answer as usize]
+            .get_or_init(|| {
+                let labels = AnswerLabels {
+                    tenant: self.labels.tenant.clone(),
+                    app: self.labels.app.clone(),
+                    answer: answer.label(),
+                };
+                self.metrics.answers.get_or_create(&labels).clone()
+            })
+            .inc();
     }
 
     /// The request's sandbox is gone.
@@ -639,22 +635,20 @@ impl AppMeter {
         self.guest_cpu.observe(run.guest_cpu.as_secs_f64());
         self.peak_memory.observe(run.peak_memory as f64);
         if run.moved {
-            lazy(&self.moved, || {
-                self.metrics.moved.get_or_create(&self.labels).clone()
-            })
-            .inc();
+            self.moved
+                .get_or_init(|| self.metrics.moved.get_or_create(&self.labels).clone())
+                .inc();
         }
         if run.slot_waits > 0 {
-            lazy(&self.slot_waits, || {
-                self.metrics.slot_waits.get_or_create(&self.labels).clone()
-            })
-            .inc_by(u64::from(run.slot_waits));
+            self.slot_waits
+                .get_or_init(|| self.metrics.slot_waits.get_or_create(&self.labels).clone())
+                .inc_by(u64::from(run.slot_waits));
         }
         let usage = &self.usage;
         add(&usage.guest_cpu_ns, run.guest_cpu.as_nanos() as u64);
         add(&usage.memory_mib_ms, run.memory_mib_ms());
-        add(&usage.outbound_calls, run.outbound_calls);
-        add(&usage.pool_ns, run.pool_time.as_nanos() as u64);
+        add(&usage.outbound_calls, run.usage.outbound_calls);
+        add(&usage.pool_ns, run.usage.pool_time.as_nanos() as u64);
     }
 
     /// The app read `bytes` of the request body.
@@ -686,15 +680,16 @@ impl InFlight {
             .first_byte
             .observe(self.arrived.elapsed().as_secs_f64());
         let class = usize::from((status / 100).clamp(1, 5) - 1);
-        lazy(&meter.classes[class], || {
-            let labels = ClassLabels {
-                tenant: meter.labels.tenant.clone(),
-                app: meter.labels.app.clone(),
-                class: ["1xx", "2xx", "3xx", "4xx", "5xx"][class],
-            };
-            meter.metrics.requests.get_or_create(&labels).clone()
-        })
-        .inc();
+        meter.classes[class]
+            .get_or_init(|| {
+                let labels = ClassLabels {
+                    tenant: meter.labels.tenant.clone(),
+                    app: meter.labels.app.clone(),
+                    class: ["1xx", "2xx", "3xx", "4xx", "5xx"][class],
+                };
+                meter.metrics.requests.get_or_create(&labels).clone()
+            })
+            .inc();
         add(&meter.usage.requests, 1);
     }
 

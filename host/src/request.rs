@@ -156,9 +156,7 @@ fn host_answered(
     };
     in_flight.headers(response.status().as_u16());
     in_flight.meter().host_answered(answer);
-    let bytes = http_body::Body::size_hint(response.body())
-        .exact()
-        .unwrap_or(0);
+    let bytes = response.body().size_hint().exact().unwrap_or(0);
     in_flight.finished(bytes);
     response
 }

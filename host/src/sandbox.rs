@@ -288,7 +288,7 @@ where
             share
                 .watch_waits(timed(
                     call,
-                    (meter.is_some() || guest_cpu.is_some()).then_some(&mut ran),
+                    meter.is_some().then_some(&mut ran),
                     guest_cpu.as_ref(),
                 ))
                 .await
@@ -306,7 +306,6 @@ where
         }
         let report = meter.as_ref().map(|_| {
             let state = store.data();
-            let usage = state.capabilities.usage();
             Sandboxed {
                 instantiation: state.instantiation,
                 guest_cpu: ran,
@@ -314,8 +313,7 @@ where
                 lifetime: started.elapsed(),
                 moved: share.moved(),
                 slot_waits: share.slot_waits(),
-                outbound_calls: usage.outbound_calls,
-                pool_time: usage.pool_time,
+                usage: state.capabilities.usage(),
             }
         });
         // The store (and with it every resource the guest held) is dropped here, before the
@@ -601,13 +599,15 @@ async fn timed<F: Future>(
 ) -> F::Output {
     let mut guest = std::pin::pin!(guest);
     std::future::poll_fn(move |cx| {
-        let Some(ran) = ran.as_deref_mut() else {
+        if ran.is_none() && so_far.is_none() {
             return guest.as_mut().poll(cx);
-        };
+        }
         let started = Instant::now();
         let poll = guest.as_mut().poll(cx);
         let took = started.elapsed();
-        *ran += took;
+        if let Some(ran) = ran.as_deref_mut() {
+            *ran += took;
+        }
         if let Some(so_far) = so_far {
             so_far.add(took);
         }

@@ -46,7 +46,7 @@ pub struct Admin {
     host: Arc<Host>,
     store: DeploymentStore,
     tokens: Arc<Tokens>,
-    scrape: Scrape,
+    scrape: Arc<Scrape>,
     usage: Arc<UsageLedger>,
     /// One change at a time: checks, blob, manifest and swap happen together.
     changes: tokio::sync::Mutex<()>,
@@ -111,7 +111,11 @@ impl Admin {
             .context("key `admin.state`")?;
         Ok(Admin {
             usage: Arc::new(usage),
-            scrape: Scrape::new(host.clone(), Some(tokens.clone()), open_metrics),
+            scrape: Arc::new(Scrape::new(
+                host.clone(),
+                Some(tokens.clone()),
+                open_metrics,
+            )),
             tokens,
             host,
             store,
@@ -191,6 +195,11 @@ impl Admin {
                  GET|PUT|DELETE /v1/tenants/T/apps/A",
             )),
         }
+    }
+
+    /// What `GET /metrics` answers, with this API's tokens: for `[metrics] listen` too.
+    pub fn scrape(&self) -> &Arc<Scrape> {
+        &self.scrape
     }
 
     /// The usage ledger: flushed every [`crate::usage::FLUSH_INTERVAL`] once started, and at
