@@ -39,14 +39,6 @@ async fn get_as(url: &str, host: Option<&str>, token: Option<&str>) -> Reply {
         .unwrap()
 }
 
-/// The value of one series in an exposition, by its full name and labels as written.
-fn sample(exposition: &str, series: &str) -> Option<f64> {
-    exposition.lines().find_map(|line| {
-        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
-        value.parse().ok()
-    })
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_scrapes_each_tenants_requests_from_the_host() {
     let host = HostProcess::start(&two_tenants()).unwrap();

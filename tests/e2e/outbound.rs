@@ -51,17 +51,8 @@ async fn outbound_calls_reuse_pooled_connections_per_tenant() {
     assert_eq!(send(&client, request).await.unwrap().status, 200);
 
     // What each tenant's client did, in its own series.
-    let request = http::Request::get(host.admin_url("/metrics"))
-        .header("authorization", "Bearer operator")
-        .body(Default::default())
-        .unwrap();
-    let metrics = send(&client, request).await.unwrap().text();
-    let value = |series: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
-    };
+    let metrics = scrape(&host, "operator").await;
+    let value = |series: &str| value(&metrics, series);
     assert_eq!(value("hostel_outbound_requests_total{tenant=\"a\"}"), 100.0);
     assert_eq!(value("hostel_outbound_requests_total{tenant=\"b\"}"), 20.0);
     assert_eq!(

@@ -253,9 +253,16 @@ async fn pool_entries_with_equal_settings_share_one_pool() {
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_killed_mid_run_is_a_503_while_others_are_served_then_service_resumes() {
     let mut redis = RedisServer::start().unwrap();
-    let host = HostProcess::start(&config(&redis, "", "")).unwrap();
+    let admin = format!(
+        "[admin]\noperator_token_sha256 = \"{}\"\n",
+        token_sha256("operator")
+    );
+    let host = HostProcess::start(&config(&redis, "", &admin)).unwrap();
     let client = http1_client();
     assert_eq!(ok_text(&client, &host.url("/counter/k")).await, "1\n");
+    // A leased connection, back in the pool when Redis goes.
+    let leased = get(&client, &host.url("/probe/hold?n=1")).await.unwrap();
+    assert_eq!(leased.status, 200, "{}", leased.text());
 
     redis.kill();
     let reply = get(&client, &host.url("/counter/k")).await.unwrap();
@@ -275,6 +282,23 @@ async fn redis_killed_mid_run_is_a_503_while_others_are_served_then_service_resu
         reply.status, 200,
         "served again without restarting the host"
     );
+
+    // The lease after it finds its connection broken and opens another: a reconnect.
+    let hold = host.url("/probe/hold?n=1");
+    let leased = until_status(200, || get(&client, &hold)).await;
+    assert_eq!(leased.status, 200, "{}", leased.text());
+    let metrics = scrape(&host, "operator").await;
+    let value = |series: &str| value(&metrics, series);
+    assert!(
+        value("hostel_pool_reconnects_total{pool=\"cache\"}") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        value("hostel_pool_errors_total{pool=\"cache\"}") >= 1.0,
+        "{metrics}"
+    );
+    assert!(value("hostel_pool_acquire_wait_seconds_count{pool=\"cache\"}") >= 2.0);
+    assert!(value("hostel_pool_connections_opened_total{pool=\"cache\"}") >= 3.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,7 +9,7 @@ pub mod prometheus;
 pub mod tls;
 
 pub use postgres::PostgresServer;
-pub use prometheus::{PrometheusServer, promtool_check};
+pub use prometheus::{PrometheusServer, promtool_check, sample, scrape, value};
 pub use tls::TestCa;
 
 use anyhow::{Context, Result, bail};

@@ -114,6 +114,32 @@ impl Drop for PrometheusServer {
     }
 }
 
+/// `GET /metrics` from `host`'s admin API with the operator's `token`: the exposition.
+pub async fn scrape(host: &crate::HostProcess, token: &str) -> String {
+    let request = http::Request::get(host.admin_url("/metrics"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Default::default())
+        .expect("a valid request");
+    let reply = crate::send(&crate::http1_client(), request)
+        .await
+        .expect("the admin API answers");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.text()
+}
+
+/// The value of one series in an exposition, by its full name and labels as written.
+pub fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.parse().ok()
+    })
+}
+
+/// [`sample`], which must be there.
+pub fn value(exposition: &str, series: &str) -> f64 {
+    sample(exposition, series).unwrap_or_else(|| panic!("no {series} in\n{exposition}"))
+}
+
 /// `promtool check metrics` on an exposition: its exit status and what it said.
 pub fn promtool_check(exposition: &str) -> Result<(bool, String)> {
     let mut child = Command::new("promtool")

@@ -284,16 +284,32 @@ impl RedisView<'_> {
 
 /// What every `connection` call does, whichever WIT version the guest called it through.
 impl RedisHandle {
+    /// Runs `query` on the shared multiplexed connection, timed for the request's bill; a
+    /// server found gone counts against the pool.
+    async fn on_shared<T>(
+        &self,
+        query: impl AsyncFnOnce(&mut redis::aio::ConnectionManager) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let _timed = self.clock.start();
+        let mut connection = self.pool.shared().await.map_err(unavailable)?;
+        let outcome = query(&mut connection).await;
+        if let Err(Error::Unavailable(_)) = &outcome {
+            self.pool.failed();
+        }
+        outcome
+    }
+
     /// Runs one command on the shared multiplexed connection and returns the raw reply.
     async fn run(&self, command: Command) -> Result<Reply, Error> {
-        let _timed = self.clock.start();
         let prepared = prepare(&self.namespace, &command, On::Shared)?;
-        let mut connection = self.pool.shared().await.map_err(unavailable)?;
-        prepared
-            .cmd
-            .query_async(&mut connection)
-            .await
-            .map_err(error_from)
+        self.on_shared(async |connection| {
+            prepared
+                .cmd
+                .query_async(connection)
+                .await
+                .map_err(error_from)
+        })
+        .await
     }
 
     /// `run`, then read the reply as `T`.
@@ -310,25 +326,21 @@ impl RedisHandle {
     }
 
     async fn execute(&self, command: Command) -> Result<Vec<Value>, Error> {
-        let _timed = self.clock.start();
         let prepared = prepare(&self.namespace, &command, On::Shared)?;
-        let mut connection = self.pool.shared().await.map_err(unavailable)?;
-        send(&mut connection, &self.namespace, prepared).await
+        self.on_shared(async |connection| send(connection, &self.namespace, prepared).await)
+            .await
     }
 
     async fn pipeline(
         &self,
         commands: Vec<Command>,
     ) -> Result<Vec<Result<Vec<Value>, Error>>, Error> {
-        let _timed = self.clock.start();
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         let strips = add_all(&mut pipe, &self.namespace, &commands, On::Shared)?;
-        let mut connection = self.pool.shared().await.map_err(unavailable)?;
-        let reply: Reply = pipe
-            .query_async(&mut connection)
-            .await
-            .map_err(error_from)?;
+        let reply: Reply = self
+            .on_shared(async |connection| pipe.query_async(connection).await.map_err(error_from))
+            .await?;
         per_command(reply, &self.namespace, &strips)
     }
 

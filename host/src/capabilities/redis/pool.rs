@@ -116,6 +116,11 @@ impl RedisPool {
             .with_context(|| self.unavailable())
     }
 
+    /// A call found the server gone (on the shared connection: see `RedisHandle`).
+    pub fn failed(&self) {
+        self.meter.failed();
+    }
+
     fn unavailable(&self) -> String {
         format!(
             "Redis pool {:?} ({}) unavailable",
