@@ -10,6 +10,7 @@
 
 pub mod grants;
 pub mod keyvalue;
+pub mod nats;
 pub mod outbound_http;
 pub mod postgres;
 pub mod redis;

@@ -56,6 +56,9 @@ pub struct PoolSection {
 pub enum PoolKind {
     Redis,
     Postgres,
+    /// Not a `[pools]` kind: the server of `kind = "nats"` stores and `[cluster]`
+    /// ([`super::nats`]).
+    Nats,
 }
 
 /// When a pool connects to its server.
@@ -89,6 +92,8 @@ pub struct PoolConfig {
     pub url: Secret<String>,
     pub tenancy: Tenancy,
     pub ca: Option<CaFile>,
+    /// NATS only: a credentials file's text (JWT and NKey seed).
+    pub credentials: Option<Secret<String>>,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
     pub idle_timeout: Duration,
@@ -102,10 +107,16 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 impl PoolSection {
     /// Validates the entry; paths are relative to `base`, the config file's folder.
     pub fn resolve(self, base: &Path) -> Result<PoolConfig> {
+        if self.kind == PoolKind::Nats {
+            bail!(
+                "key `kind`: NATS is not lent to guests as a pool; use it for a key-value \
+                 store (`[stores.NAME] kind = \"nats\"`) or for `[cluster]`"
+            );
+        }
         let (url, tenancy) = match (self.url, self.admin_url, self.kind) {
             (Some(url), None, _) => (url, Tenancy::Dedicated),
             (None, Some(url), PoolKind::Postgres) => (url, Tenancy::PerTenant),
-            (None, Some(_), PoolKind::Redis) => bail!(
+            (None, Some(_), PoolKind::Redis | PoolKind::Nats) => bail!(
                 "key `admin_url`: only PostgreSQL pools take an admin login (Redis keys are \
                  namespaced per tenant by the host): use `url`"
             ),
@@ -134,6 +145,7 @@ impl PoolSection {
             url,
             tenancy,
             ca,
+            credentials: None,
             max_connections,
             acquire_timeout: self
                 .acquire_timeout
@@ -149,6 +161,7 @@ pub fn check_url_scheme(kind: PoolKind, url: &str, key: &str) -> Result<()> {
     let schemes: &[&str] = match kind {
         PoolKind::Redis => &["redis://", "rediss://"],
         PoolKind::Postgres => &["postgres://", "postgresql://"],
+        PoolKind::Nats => &["nats://", "tls://"],
     };
     if !schemes.iter().any(|s| url.starts_with(s)) {
         bail!(
@@ -168,6 +181,7 @@ impl PoolConfig {
             url,
             tenancy: Tenancy::Dedicated,
             ca,
+            credentials: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
