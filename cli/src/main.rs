@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use hostel::admin::Admin;
 use hostel::admin::deployments::DeploymentStore;
 use hostel::admin::scrape::Scrape;
+use hostel::cluster::Cluster;
 use hostel::config::Config;
 use hostel::{Host, request, server};
 use logging::LogFormat;
@@ -216,6 +217,10 @@ fn run(command: Command, traces: Option<traces::Traces>) -> Result<()> {
             let host = Host::load(&config)?;
             // The apps deployed through the admin API are served too: check them the same way.
             let deployed = match &config.admin {
+                // Each host checks what the cluster deploys as it applies it (`GET /v1/cluster`).
+                Some(_) if config.cluster.is_some() => {
+                    ", the deployed ones live in the cluster's JetStream".to_string()
+                }
                 Some(admin) => {
                     let store = DeploymentStore::read_only(&admin.state);
                     let deployed = hostel::admin::restore(&host, &store, admin)?;
@@ -398,10 +403,15 @@ fn serve(config: Config, traces: Option<traces::Traces>) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let host = Arc::new(Host::load(&config)?);
+    let cluster = (config.cluster.as_ref())
+        .map(|cluster| Cluster::new(host.clone(), cluster))
+        .transpose()?;
     let admin = config
         .admin
         .as_ref()
-        .map(|admin| Admin::start(host.clone(), admin, config.metrics.open).map(Arc::new))
+        .map(|admin| {
+            Admin::start(host.clone(), admin, config.metrics.open, cluster.clone()).map(Arc::new)
+        })
         .transpose()
         .with_context(|| format!("{}: [admin]", config.source.display()))?;
     host.engines().start_epoch_ticker();
@@ -418,6 +428,10 @@ fn serve(config: Config, traces: Option<traces::Traces>) -> Result<()> {
             None => None,
         };
         host.start_pools().await?;
+        if let Some(cluster) = &cluster {
+            tracing::info!(host = %cluster.host_id(), "following the cluster's deployed set");
+            cluster.start();
+        }
 
         let (signalled, on_signal) = watch::channel(false);
         let (apps_drained, on_apps_drained) = watch::channel(false);
@@ -506,7 +520,7 @@ fn serve(config: Config, traces: Option<traces::Traces>) -> Result<()> {
         }
         // Everything counted until the last request is written.
         if let Some(usage) = usage
-            && let Err(e) = usage.flush()
+            && let Err(e) = usage.flush().await
         {
             tracing::error!("the last usage before shutdown is lost: {e:#}");
         }

@@ -159,3 +159,10 @@ pub struct Deployment {
     /// RFC 3339, UTC.
     pub deployed_at: String,
 }
+
+/// The deployed set, as stored: on disk beside the host ([`crate::admin::deployments`]) or in
+/// the cluster's JetStream ([`crate::cluster`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub apps: Vec<Deployment>,
+}

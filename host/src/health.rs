@@ -2,7 +2,8 @@
 //! `GET /readyz` on the admin listener, without a token).
 //!
 //! Ready means: the apps are loaded and the app listener serves, every pool configured
-//! `connect = "required"` answers right now, and the host is not draining. The answers say
+//! `connect = "required"` answers right now, in cluster mode the host has caught up with the
+//! cluster's deployed set once, and the host is not draining. The answers say
 //! which condition fails and nothing more — no tenant, pool name or address — because the
 //! probes are unauthenticated; the log names the pool.
 
@@ -42,6 +43,8 @@ struct PoolCheck {
 /// Whether the host should get traffic; owned by the [`crate::Host`].
 pub struct Readiness {
     serving: AtomicBool,
+    /// Cluster mode: false until the host serves the cluster's deployed set.
+    caught_up: AtomicBool,
     draining: AtomicBool,
     required: Vec<RequiredPool>,
     /// An async lock: probes that arrive while a check runs wait for its result instead of
@@ -54,6 +57,7 @@ impl Readiness {
     pub fn new(required: impl IntoIterator<Item = (String, String, Arc<dyn ServerPool>)>) -> Self {
         Readiness {
             serving: AtomicBool::new(false),
+            caught_up: AtomicBool::new(true),
             draining: AtomicBool::new(false),
             required: required
                 .into_iter()
@@ -72,6 +76,16 @@ impl Readiness {
         self.serving.store(true, Ordering::Release);
     }
 
+    /// Cluster mode: not ready until [`Readiness::set_caught_up`].
+    pub fn expect_catch_up(&self) {
+        self.caught_up.store(false, Ordering::Release);
+    }
+
+    /// The host serves the cluster's deployed set as it was when the host (re)connected.
+    pub fn set_caught_up(&self) {
+        self.caught_up.store(true, Ordering::Release);
+    }
+
     /// From now on the host is not ready, for good: it is shutting down.
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Release);
@@ -86,6 +100,9 @@ impl Readiness {
         let mut reasons = Vec::new();
         if !self.serving.load(Ordering::Acquire) {
             reasons.push("starting: the apps are not served yet".to_string());
+        }
+        if !self.caught_up.load(Ordering::Acquire) {
+            reasons.push("catching up: the cluster's deployed set is not served yet".to_string());
         }
         if self.is_draining() {
             // The answer is "no" whatever the pools say, and they are about to close.

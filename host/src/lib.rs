@@ -17,6 +17,7 @@ pub mod admin;
 pub mod apps;
 pub mod body;
 pub mod capabilities;
+pub mod cluster;
 pub mod code_cache;
 pub mod config;
 pub mod engine;
@@ -41,7 +42,7 @@ pub mod units;
 pub mod usage;
 
 use anyhow::{Context, Result};
-use apps::{AppKey, AppLoader, Installed, Origin, Source};
+use apps::{AppKey, AppLoader, Deployment, Installed, Origin, Source};
 use arc_swap::ArcSwap;
 use capabilities::AppCapabilities;
 use capabilities::servers::Servers;
@@ -73,6 +74,8 @@ pub struct Host {
     readiness: Readiness,
     /// `server.access_log`: one line per request (see [`access`]).
     access_log: bool,
+    /// `[cluster]`'s NATS connection (shared with `kind = "nats"` stores of equal settings).
+    cluster_nats: Option<Arc<capabilities::nats::NatsServer>>,
 }
 
 impl Host {
@@ -95,6 +98,11 @@ impl Host {
         let loader = AppLoader::new(&engines, &config.code_cache, metrics.clone())?;
 
         let mut servers = Servers::new(metrics.clone());
+        let cluster_nats = (config.cluster.as_ref())
+            .map(|cluster| {
+                capabilities::nats::NatsServer::shared(&mut servers, "cluster", &cluster.nats)
+            })
+            .transpose()?;
         let grants: Vec<_> = (config.tenants.iter())
             .map(|t| (t.name.as_str(), &t.grants))
             .collect();
@@ -145,10 +153,15 @@ impl Host {
             installed.values().map(|i: &Installed| i.app.clone()),
             &listed_hosts,
         );
+        let readiness = Readiness::new(servers.required());
+        if config.cluster.is_some() {
+            readiness.expect_catch_up();
+        }
         Ok(Host {
             engines,
+            cluster_nats,
             router: ArcSwap::from_pointee(router),
-            readiness: Readiness::new(servers.required()),
+            readiness,
             servers,
             tenants,
             loader,
@@ -223,6 +236,60 @@ impl Host {
     /// it replaced. Requests already routed finish on the old version.
     pub fn install(&self, key: AppKey, app: Installed) -> Option<Installed> {
         self.change_apps(|apps| apps.insert(key, app))
+    }
+
+    /// Loads a deployed app from its component's bytes; `None`, with a warning, when its
+    /// tenant is no longer in the config (the deployment is then dropped at the next change).
+    pub fn load_deployed(
+        &self,
+        deployment: &Deployment,
+        bytes: &[u8],
+    ) -> Result<Option<Installed>> {
+        let Some(tenant) = self.tenant(&deployment.tenant).cloned() else {
+            tracing::warn!(
+                tenant = %deployment.tenant,
+                app = %deployment.app,
+                "not serving a deployed app: its tenant is not in the config"
+            );
+            return Ok(None);
+        };
+        let app = self
+            .loader
+            .load(
+                tenant,
+                &deployment.app,
+                &deployment.route,
+                Source::Bytes(bytes),
+            )
+            .with_context(|| {
+                format!(
+                    "deployed app {}/{} (component sha256:{})",
+                    deployment.tenant, deployment.app, deployment.digest
+                )
+            })?;
+        tracing::info!(tenant = %deployment.tenant, app = %deployment.app, route = %deployment.route, "deployed app ready");
+        Ok(Some(Installed {
+            app: Arc::new(app),
+            origin: Origin::Deployed(deployment.clone()),
+        }))
+    }
+
+    /// `[cluster]`'s NATS connection, in cluster mode.
+    pub fn cluster_nats(&self) -> Option<&Arc<capabilities::nats::NatsServer>> {
+        self.cluster_nats.as_ref()
+    }
+
+    /// Installs and removes several apps with one router swap: a request sees the set before
+    /// or the set after, never a part of the change.
+    pub fn change(&self, changes: Vec<(AppKey, Option<Installed>)>) {
+        self.change_apps(|apps| {
+            for (key, app) in changes {
+                match app {
+                    Some(app) => apps.insert(key, app),
+                    None => apps.remove(&key),
+                };
+            }
+        })
     }
 
     /// Stops routing to an app; requests already routed to it finish.

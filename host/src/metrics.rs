@@ -205,7 +205,12 @@ families! {
     compile: Histogram = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
         "compile", SECONDS, "Time to compile a component the code cache did not have";
     changes: Family<ChangeLabels, Counter> = Family::default(), "app_changes", None,
-        "Changes to the served set through the admin API: deploy, swap, remove";
+        "Changes to the served set through the admin API (or, in cluster mode, from the cluster's \
+         deployed set): deploy, swap, remove";
+    cluster_revision: Gauge = Gauge::default(), "cluster_manifest_revision", None,
+        "Cluster mode: the revision of the cluster's deployed set this host serves";
+    cluster_apply_failures: Counter = Counter::default(), "cluster_apply_failures", None,
+        "Cluster mode: revisions of the deployed set that did not load on this host (not applied)";
 }
 
 /// What a pool holds right now, read when metrics are scraped.
@@ -349,6 +354,14 @@ impl Metrics {
     /// `change`: `deploy` (a new app), `swap` (a new version of one) or `remove`.
     pub fn app_changed(&self, change: &'static str) {
         self.changes.get_or_create(&ChangeLabels { change }).inc();
+    }
+
+    pub fn cluster_revision(&self, revision: u64) {
+        self.cluster_revision.set(revision as i64);
+    }
+
+    pub fn cluster_apply_failed(&self) {
+        self.cluster_apply_failures.inc();
     }
 }
 

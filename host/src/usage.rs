@@ -8,11 +8,13 @@
 //! next flush starts, and a crash loses at most what was counted since the last one. A flush
 //! that fails puts what it took back, to be written next time.
 
+use crate::cluster::Cluster;
+use crate::cluster::usage::ClusterUsage;
 use crate::metrics::{Amounts, Metrics};
 use anyhow::{Context, Result};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How often counted usage is written: the most a crash (`kill -9`, power loss) can lose.
@@ -25,11 +27,23 @@ const HOUR: u64 = 3600;
 const BUCKETS: TableDefinition<(u64, &str, &str), &[u8]> = TableDefinition::new("usage_by_hour");
 
 pub struct UsageLedger {
-    db: redb::Database,
-    path: PathBuf,
+    store: Store,
     metrics: Arc<Metrics>,
     /// One flush at a time: a query's and the timer's must not interleave their takes.
-    flushing: Mutex<()>,
+    flushing: tokio::sync::Mutex<()>,
+}
+
+/// Where the hours are kept.
+enum Store {
+    /// A redb database in the host's state folder.
+    Local(Arc<LocalLedger>),
+    /// The cluster's usage bucket, shared by every host ([`ClusterUsage`]).
+    Cluster(ClusterUsage),
+}
+
+struct LocalLedger {
+    db: redb::Database,
+    path: PathBuf,
 }
 
 /// One tenant's app in one hour.
@@ -55,29 +69,91 @@ impl UsageLedger {
                 path.display()
             )
         })?;
-        Ok(UsageLedger {
+        let local = LocalLedger {
             db,
             path: path.to_path_buf(),
+        };
+        Ok(UsageLedger::new(Store::Local(Arc::new(local)), metrics))
+    }
+
+    /// The cluster's ledger, kept in its usage bucket.
+    pub fn clustered(cluster: Arc<Cluster>, metrics: Arc<Metrics>) -> UsageLedger {
+        UsageLedger::new(Store::Cluster(ClusterUsage::new(cluster)), metrics)
+    }
+
+    fn new(store: Store, metrics: Arc<Metrics>) -> UsageLedger {
+        UsageLedger {
+            store,
             metrics,
-            flushing: Mutex::new(()),
-        })
+            flushing: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// Writes what was counted since the last flush into the current hour.
-    pub fn flush(&self) -> Result<()> {
-        let _one_at_a_time = self.flushing.lock().expect("flush lock");
-        let taken = self.metrics.take_usage();
+    pub async fn flush(&self) -> Result<()> {
+        let _one_at_a_time = self.flushing.lock().await;
+        let taken = Arc::new(self.metrics.take_usage());
         if taken.is_empty() {
             return Ok(());
         }
         let hour = now() / HOUR * HOUR;
-        let written = self.write(hour, &taken);
+        let written = match &self.store {
+            Store::Local(local) => {
+                let (writer, taken) = (local.clone(), taken.clone());
+                tokio::task::spawn_blocking(move || writer.write(hour, &taken))
+                    .await
+                    .context("usage flush failed")
+                    .and_then(|written| {
+                        written.with_context(|| {
+                            format!("cannot write the usage ledger {}", local.path.display())
+                        })
+                    })
+            }
+            Store::Cluster(cluster) => (cluster.add(hour, &taken).await)
+                .context("cannot write usage to the cluster's usage bucket"),
+        };
         if written.is_err() {
             self.metrics.give_back_usage(&taken);
         }
-        written.with_context(|| format!("cannot write the usage ledger {}", self.path.display()))
+        written
     }
 
+    /// The buckets of the hours that overlap `from..to` (Unix seconds), of `tenant` only when
+    /// given, in (hour, tenant, app) order. Flushes first, so the current hour is up to date.
+    pub async fn query(&self, from: u64, to: u64, tenant: Option<&str>) -> Result<Vec<Bucket>> {
+        self.flush().await?;
+        match &self.store {
+            Store::Local(local) => {
+                let (local, tenant) = (local.clone(), tenant.map(str::to_string));
+                tokio::task::spawn_blocking(move || local.query(from, to, tenant.as_deref()))
+                    .await
+                    .context("usage query failed")?
+            }
+            Store::Cluster(cluster) => cluster.query(from, to, tenant).await,
+        }
+    }
+
+    /// Flushes every [`FLUSH_INTERVAL`] until the ledger is dropped.
+    pub fn flush_periodically(self: &Arc<Self>) {
+        let ledger = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(ledger) = ledger.upgrade() else {
+                    break;
+                };
+                if let Err(e) = ledger.flush().await {
+                    tracing::warn!("usage not written, retrying: {e:#}");
+                }
+            }
+        });
+    }
+}
+
+impl LocalLedger {
     fn write(&self, hour: u64, taken: &[(String, String, Amounts)]) -> Result<()> {
         let transaction = self.db.begin_write()?;
         {
@@ -96,10 +172,7 @@ impl UsageLedger {
         Ok(())
     }
 
-    /// The buckets of the hours that overlap `from..to` (Unix seconds), of `tenant` only when
-    /// given, in (hour, tenant, app) order. Flushes first, so the current hour is up to date.
-    pub fn query(&self, from: u64, to: u64, tenant: Option<&str>) -> Result<Vec<Bucket>> {
-        self.flush()?;
+    fn query(&self, from: u64, to: u64, tenant: Option<&str>) -> Result<Vec<Bucket>> {
         let transaction = self.db.begin_read()?;
         let table = match transaction.open_table(BUCKETS) {
             Ok(table) => table,
@@ -122,28 +195,6 @@ impl UsageLedger {
             });
         }
         Ok(buckets)
-    }
-
-    /// Flushes every [`FLUSH_INTERVAL`] until the ledger is dropped.
-    pub fn flush_periodically(self: &Arc<Self>) {
-        let ledger = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(FLUSH_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(ledger) = ledger.upgrade() else {
-                    break;
-                };
-                let flushed = tokio::task::spawn_blocking(move || ledger.flush()).await;
-                match flushed {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!("usage not written, retrying: {e:#}"),
-                    Err(e) => tracing::warn!("usage flush failed: {e}"),
-                }
-            }
-        });
     }
 }
 
@@ -183,38 +234,39 @@ mod tests {
         request.finished(bytes);
     }
 
-    #[test]
-    fn usage_adds_up_per_hour_and_survives_reopening() {
+    #[tokio::test]
+    async fn usage_adds_up_per_hour_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("usage.redb");
         let metrics = Metrics::new();
         let ledger = UsageLedger::open(&path, metrics.clone()).unwrap();
         one_request(&metrics, "acme", 10);
-        ledger.flush().unwrap();
+        ledger.flush().await.unwrap();
         one_request(&metrics, "acme", 5);
         one_request(&metrics, "globex", 7);
-        let all = ledger.query(0, u64::MAX, None).unwrap();
+        let all = ledger.query(0, u64::MAX, None).await.unwrap();
         assert_eq!(all.len(), 2, "{all:?}");
         assert_eq!(all[0].tenant, "acme");
         assert_eq!(all[0].amounts.requests, 2);
         assert_eq!(all[0].amounts.bytes_out, 15);
         assert_eq!(all[0].hour % HOUR, 0);
-        let own = ledger.query(0, u64::MAX, Some("globex")).unwrap();
+        let own = ledger.query(0, u64::MAX, Some("globex")).await.unwrap();
         assert_eq!(own.len(), 1);
         assert_eq!(own[0].amounts.bytes_out, 7);
         drop(ledger);
 
         let reopened = UsageLedger::open(&path, Metrics::new()).unwrap();
-        assert_eq!(reopened.query(0, u64::MAX, None).unwrap(), all);
+        assert_eq!(reopened.query(0, u64::MAX, None).await.unwrap(), all);
         // Hours outside the range are left out.
         let hour = all[0].hour;
         assert!(
             reopened
                 .query(hour + HOUR, u64::MAX, None)
+                .await
                 .unwrap()
                 .is_empty()
         );
-        assert_eq!(reopened.query(hour, hour + 1, None).unwrap().len(), 2);
+        assert_eq!(reopened.query(hour, hour + 1, None).await.unwrap().len(), 2);
     }
 
     #[test]

@@ -6,18 +6,12 @@
 //! is replaced the same way (temporary file, fsync, rename, fsync of the folder). Blobs no
 //! manifest names — a deploy cut off half-way — are removed when the store is opened.
 
-use crate::apps::Deployment;
+use crate::apps::{Deployment, Manifest};
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-#[derive(Default, Serialize, Deserialize)]
-struct Manifest {
-    apps: Vec<Deployment>,
-}
 
 pub struct DeploymentStore {
     dir: PathBuf,

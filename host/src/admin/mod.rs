@@ -17,11 +17,13 @@
 //! | `GET /healthz`, `GET /readyz` | the probes, without a token ([`crate::health`]) |
 
 pub mod auth;
+pub mod deployed;
 pub mod deployments;
 pub mod scrape;
 
 use crate::Host;
 use crate::apps::{AppKey, Deployment, Installed, Origin, Source};
+use crate::cluster::Cluster;
 use crate::config;
 use crate::health;
 use crate::names;
@@ -30,6 +32,7 @@ use crate::usage::UsageLedger;
 use anyhow::{Context, Result};
 use auth::{Principal, Tokens};
 use bytes::Bytes;
+use deployed::{DeployedSet, Refused};
 use deployments::DeploymentStore;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
@@ -44,12 +47,10 @@ pub const MAX_COMPONENT: usize = 256 << 20;
 
 pub struct Admin {
     host: Arc<Host>,
-    store: DeploymentStore,
+    set: DeployedSet,
     tokens: Arc<Tokens>,
     scrape: Arc<Scrape>,
     usage: Arc<UsageLedger>,
-    /// One change at a time: checks, blob, manifest and swap happen together.
-    changes: tokio::sync::Mutex<()>,
 }
 
 /// Loads the deployed set `store` holds and installs it on `host` (serving it, once the host
@@ -58,57 +59,42 @@ pub struct Admin {
 pub fn restore(host: &Host, store: &DeploymentStore, admin: &config::AdminConfig) -> Result<usize> {
     let mut installed = 0;
     for (deployment, bytes) in store.load()? {
-        let Some(tenant) = host.tenant(&deployment.tenant).cloned() else {
-            tracing::warn!(
-                tenant = %deployment.tenant,
-                app = %deployment.app,
-                "not serving a deployed app: its tenant is not in the config"
-            );
-            continue;
-        };
-        let app = host
-            .loader()
-            .load(
-                tenant,
-                &deployment.app,
-                &deployment.route,
-                Source::Bytes(&bytes),
-            )
-            .with_context(|| {
-                format!(
-                    "deployed app {}/{} (component {} in {})",
-                    deployment.tenant,
-                    deployment.app,
-                    deployment.digest,
-                    admin.state.display()
-                )
-            })?;
-        tracing::info!(tenant = %deployment.tenant, app = %deployment.app, route = %deployment.route, "deployed app ready");
-        host.install(
-            (deployment.tenant.clone(), deployment.app.clone()),
-            Installed {
-                app: Arc::new(app),
-                origin: Origin::Deployed(deployment),
-            },
-        );
-        installed += 1;
+        let key = (deployment.tenant.clone(), deployment.app.clone());
+        let loaded = (host.load_deployed(&deployment, &bytes))
+            .with_context(|| format!("in {}", admin.state.display()))?;
+        if let Some(app) = loaded {
+            host.install(key, app);
+            installed += 1;
+        }
     }
     Ok(installed)
 }
 
 impl Admin {
-    /// Opens the deployment store and serves the deployed set it holds on `host`.
-    /// `open_metrics`: `metrics.open`, whether `GET /metrics` needs no token.
+    /// Opens the deployment store and serves the deployed set it holds on `host`; in cluster
+    /// mode the set and the usage are the cluster's (and `cluster` serves the set once
+    /// started). `open_metrics`: `metrics.open`, whether `GET /metrics` needs no token.
     pub fn start(
         host: Arc<Host>,
         admin: &config::AdminConfig,
         open_metrics: bool,
+        cluster: Option<Arc<Cluster>>,
     ) -> Result<Admin> {
-        let store = DeploymentStore::open(&admin.state)?;
-        restore(&host, &store, admin)?;
+        let metrics = host.metrics().clone();
+        let (set, usage) = match cluster {
+            Some(cluster) => (
+                DeployedSet::Cluster(cluster.clone()),
+                UsageLedger::clustered(cluster, metrics),
+            ),
+            None => {
+                let store = DeploymentStore::open(&admin.state)?;
+                restore(&host, &store, admin)?;
+                let usage = UsageLedger::open(&admin.state.join("usage.redb"), metrics)
+                    .context("key `admin.state`")?;
+                (DeployedSet::local(store), usage)
+            }
+        };
         let tokens = Arc::new(Tokens::new(admin.operator_token, &host));
-        let usage = UsageLedger::open(&admin.state.join("usage.redb"), host.metrics().clone())
-            .context("key `admin.state`")?;
         Ok(Admin {
             usage: Arc::new(usage),
             scrape: Arc::new(Scrape::new(
@@ -118,8 +104,7 @@ impl Admin {
             )),
             tokens,
             host,
-            store,
-            changes: tokio::sync::Mutex::new(()),
+            set,
         })
     }
 
@@ -176,6 +161,7 @@ impl Admin {
         match (request.method(), segments.as_slice()) {
             (&Method::GET, ["v1", "apps"]) => Ok(self.list(&principal)),
             (&Method::GET, ["v1", "usage"]) => self.usage_report(&principal, &request).await,
+            (&Method::GET, ["v1", "cluster"]) => self.cluster_status(&principal).await,
             (method, ["v1", "tenants", tenant, "apps", app]) => {
                 let key = (tenant.to_string(), app.to_string());
                 self.check_tenant(&principal, &key.0)?;
@@ -191,7 +177,7 @@ impl Admin {
             }
             _ => Err(error(
                 StatusCode::NOT_FOUND,
-                "no such admin endpoint: see GET /v1/apps, GET /v1/usage, \
+                "no such admin endpoint: see GET /v1/apps, GET /v1/usage, GET /v1/cluster, \
                  GET|PUT|DELETE /v1/tenants/T/apps/A",
             )),
         }
@@ -240,11 +226,7 @@ impl Admin {
             Principal::Operator => None,
             Principal::Tenant(own) => Some(own.clone()),
         };
-        let usage = self.usage.clone();
-        let buckets = tokio::task::spawn_blocking(move || usage.query(from, to, tenant.as_deref()))
-            .await
-            .map_err(|e| internal(e.into()))?
-            .map_err(internal)?;
+        let buckets = (self.usage.query(from, to, tenant.as_deref()).await).map_err(internal)?;
         let rows: Vec<Value> = buckets.iter().map(describe_usage).collect();
         Ok(reply(
             StatusCode::OK,
@@ -324,9 +306,81 @@ impl Admin {
             })?
             .to_bytes();
 
-        let _change = self.changes.lock().await;
-        let installed = self.host.installed();
-        if let Some((_, existing)) = installed.iter().find(|(k, _)| *k == key)
+        let runtime = self.host.tenant(tenant).expect("checked").clone();
+        let mut compiled = None;
+        for attempt in 0.. {
+            let mut change = self.set.lock().await;
+            let installed = self.host.installed();
+            self.check_deploy(&key, &route, &installed)?;
+            // Validate by loading (once, however often the change is retried): compiling
+            // takes a while for large components.
+            let app = match compiled.take() {
+                Some(app) => app,
+                None => {
+                    let host = self.host.clone();
+                    let (runtime, app_name) = (runtime.clone(), name.clone());
+                    let (app_route, wasm) = (route.clone(), bytes.clone());
+                    tokio::task::spawn_blocking(move || {
+                        host.loader()
+                            .load(runtime, &app_name, &app_route, Source::Bytes(&wasm))
+                    })
+                    .await
+                    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?
+                    .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("{e:#}")))?
+                }
+            };
+            let digest = self.set.store_component(&bytes).await.map_err(refused)?;
+            let deployment = Deployment {
+                tenant: tenant.clone(),
+                app: name.clone(),
+                route: route.clone(),
+                digest,
+                size: bytes.len() as u64,
+                deployed_at: deployments::now(),
+            };
+            let mut set = deployed(&installed, Some(&key));
+            set.push(deployment.clone());
+            if !self.set.commit(&mut change, &set).await.map_err(refused)? {
+                compiled = Some(app);
+                self.set
+                    .wait_for_others(change, attempt)
+                    .await
+                    .map_err(refused)?;
+                continue;
+            }
+            let replaced = self.host.install(
+                key.clone(),
+                Installed {
+                    app: Arc::new(app),
+                    origin: Origin::Deployed(deployment),
+                },
+            );
+            drop(change);
+            tracing::info!(%tenant, app = %name, replaced = replaced.is_some(), "app deployed");
+            (self.host.metrics()).app_changed(if replaced.is_some() { "swap" } else { "deploy" });
+            let (_, now) = (self.host.installed().into_iter())
+                .find(|(k, _)| *k == key)
+                .expect("just installed");
+            let status = if replaced.is_some() {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            return Ok(reply(status, describe(&key, &now)));
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// What a deploy of `key` at `route` must not break: an app from the config, the tenant's
+    /// app limit, another app's route.
+    fn check_deploy(
+        &self,
+        key: &AppKey,
+        route: &str,
+        installed: &[(AppKey, Installed)],
+    ) -> Result<(), ApiError> {
+        let (tenant, name) = key;
+        if let Some((_, existing)) = installed.iter().find(|(k, _)| k == key)
             && let Origin::Config(path) = &existing.origin
         {
             return Err(error(
@@ -338,8 +392,8 @@ impl Admin {
                 ),
             ));
         }
-        let runtime = self.host.tenant(tenant).expect("checked").clone();
-        let replaces = installed.iter().any(|(k, _)| *k == key);
+        let runtime = self.host.tenant(tenant).expect("checked");
+        let replaces = installed.iter().any(|(k, _)| k == key);
         let apps = (installed.iter())
             .filter(|((owner, _), _)| owner == tenant)
             .count();
@@ -356,7 +410,7 @@ impl Admin {
             tenant,
             app: name,
             hosts: &runtime.hosts,
-            route: &route,
+            route,
         };
         let held = installed.iter().map(|((tenant, app), i)| Claim {
             tenant,
@@ -370,80 +424,92 @@ impl Admin {
                 &format!("route {route} cannot be mounted: {conflict}"),
             ));
         }
-
-        // Validate by loading: compiling takes a while for large components.
-        let host = self.host.clone();
-        let (app_name, app_route, wasm) = (name.clone(), route.clone(), bytes.clone());
-        let app = tokio::task::spawn_blocking(move || {
-            host.loader()
-                .load(runtime, &app_name, &app_route, Source::Bytes(&wasm))
-        })
-        .await
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?
-        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("{e:#}")))?;
-
-        let digest = self.store.put_blob(&bytes).map_err(internal)?;
-        let deployment = Deployment {
-            tenant: tenant.clone(),
-            app: name.clone(),
-            route,
-            digest,
-            size: bytes.len() as u64,
-            deployed_at: deployments::now(),
-        };
-        let mut set = deployed(&installed, Some(&key));
-        set.push(deployment.clone());
-        self.store.save(&set).map_err(internal)?;
-        let replaced = self.host.install(
-            key.clone(),
-            Installed {
-                app: Arc::new(app),
-                origin: Origin::Deployed(deployment),
-            },
-        );
-        tracing::info!(%tenant, app = %name, replaced = replaced.is_some(), "app deployed");
-        (self.host.metrics()).app_changed(if replaced.is_some() { "swap" } else { "deploy" });
-        let (_, now) = self
-            .host
-            .installed()
-            .into_iter()
-            .find(|(k, _)| *k == key)
-            .expect("just installed");
-        let status = if replaced.is_some() {
-            StatusCode::OK
-        } else {
-            StatusCode::CREATED
-        };
-        Ok(reply(status, describe(&key, &now)))
+        Ok(())
     }
 
     async fn remove(&self, key: &AppKey) -> Result<Reply, ApiError> {
-        let _change = self.changes.lock().await;
-        let installed = self.host.installed();
-        let (_, existing) = installed
-            .iter()
-            .find(|(k, _)| k == key)
-            .ok_or_else(|| no_app(key))?;
-        if let Origin::Config(path) = &existing.origin {
+        for attempt in 0.. {
+            let mut change = self.set.lock().await;
+            let installed = self.host.installed();
+            let (_, existing) = installed
+                .iter()
+                .find(|(k, _)| k == key)
+                .ok_or_else(|| no_app(key))?;
+            if let Origin::Config(path) = &existing.origin {
+                return Err(error(
+                    StatusCode::CONFLICT,
+                    &format!(
+                        "app `{}` comes from the config ({}): remove it there",
+                        key.1,
+                        path.display()
+                    ),
+                ));
+            }
+            let set = deployed(&installed, Some(key));
+            if !self.set.commit(&mut change, &set).await.map_err(refused)? {
+                self.set
+                    .wait_for_others(change, attempt)
+                    .await
+                    .map_err(refused)?;
+                continue;
+            }
+            self.host.uninstall(key);
+            drop(change);
+            self.host.metrics().app_changed("remove");
+            tracing::info!(tenant = %key.0, app = %key.1, "app removed");
+            return Ok(Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .body(Full::default())
+                .expect("valid response"));
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// `GET /v1/cluster` (operator): the cluster's manifest revision and every host's
+    /// progress through it, with any revision a host could not apply.
+    async fn cluster_status(&self, principal: &Principal) -> Result<Reply, ApiError> {
+        if !matches!(principal, Principal::Operator) {
             return Err(error(
-                StatusCode::CONFLICT,
-                &format!(
-                    "app `{}` comes from the config ({}): remove it there",
-                    key.1,
-                    path.display()
-                ),
+                StatusCode::FORBIDDEN,
+                "the cluster's status names every host: it takes the operator's token",
             ));
         }
-        self.store
-            .save(&deployed(&installed, Some(key)))
-            .map_err(internal)?;
-        self.host.uninstall(key);
-        self.host.metrics().app_changed("remove");
-        tracing::info!(tenant = %key.0, app = %key.1, "app removed");
-        Ok(Response::builder()
-            .status(StatusCode::NO_CONTENT)
-            .body(Full::default())
-            .expect("valid response"))
+        let DeployedSet::Cluster(cluster) = &self.set else {
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                "this host is not in a cluster (no [cluster] section)",
+            ));
+        };
+        let (revision, hosts) = cluster
+            .status()
+            .await
+            .map_err(|e| refused(Refused::Unavailable(e)))?;
+        Ok(reply(
+            StatusCode::OK,
+            json!({ "host": cluster.host_id(), "revision": revision, "hosts": hosts }),
+        ))
+    }
+}
+
+/// A change the store refused, as the API answers it.
+fn refused(refused: Refused) -> ApiError {
+    match refused {
+        Refused::Conflict => error(
+            StatusCode::CONFLICT,
+            "the deployed set kept changing through other hosts while this change was tried; \
+             nothing changed: retry",
+        ),
+        Refused::Unavailable(e) => {
+            tracing::warn!("admin change refused, the cluster's store is unavailable: {e:#}");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "the cluster's store (NATS JetStream) is unavailable, nothing changed: \
+                     retry once it is reachable ({e:#})"
+                ),
+            )
+        }
+        Refused::Failed(e) => internal(e),
     }
 }
 

@@ -88,6 +88,9 @@ pub struct NatsServer {
     connection: OnceCell<(async_nats::Client, jetstream::Context)>,
     closed: AtomicBool,
     meter: PoolMeter,
+    /// Counts the client's (re)connections: a follower of JetStream state re-reads it on a
+    /// change, since what it missed while disconnected is not replayed to it otherwise.
+    connections: tokio::sync::watch::Sender<u64>,
 }
 
 impl NatsServer {
@@ -99,6 +102,7 @@ impl NatsServer {
             connection: OnceCell::new(),
             closed: AtomicBool::new(false),
             meter: metrics.pool(name),
+            connections: tokio::sync::watch::Sender::new(0),
         }))
     }
 
@@ -148,8 +152,14 @@ impl NatsServer {
         })
     }
 
+    /// Changes whenever the client (re)connects.
+    pub fn connections(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.connections.subscribe()
+    }
+
     async fn connect(&self) -> Result<(async_nats::Client, jetstream::Context)> {
         let _opening = self.meter.opening(false);
+        let (connections, address) = (self.connections.clone(), self.address());
         let mut options = async_nats::ConnectOptions::new()
             .name(format!("hostel {}", self.name))
             .connection_timeout(CALL_TIMEOUT)
@@ -159,6 +169,21 @@ impl NatsServer {
             .max_reconnects(None)
             .reconnect_delay_callback(|attempt| {
                 Duration::from_millis((100u64 << attempt.min(5)).min(2000))
+            })
+            .event_callback(move |event| {
+                let (connections, address) = (connections.clone(), address.clone());
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            tracing::info!(nats = %address, "connected to NATS");
+                            connections.send_modify(|n| *n += 1);
+                        }
+                        async_nats::Event::Disconnected => {
+                            tracing::warn!(nats = %address, "NATS connection lost; reconnecting")
+                        }
+                        other => tracing::debug!(nats = %address, "NATS: {other}"),
+                    }
+                }
             });
         let urls: Vec<async_nats::ServerAddr> = (self.config.url.expose().split(','))
             .map(|url| url.trim().parse())
@@ -186,6 +211,125 @@ impl NatsServer {
     }
 }
 
+impl NatsServer {
+    /// The KV bucket `name`, made (with `history` values per key and `replicas`) when it does
+    /// not exist. Made as the KV convention's stream directly: async-nats's own
+    /// `create_key_value` first reads account limits in a form NATS 2.9 does not send.
+    pub async fn key_value(
+        &self,
+        name: &str,
+        history: i64,
+        replicas: usize,
+    ) -> Result<jetstream::kv::Store> {
+        let jetstream = self.jetstream().await?;
+        if let Ok(store) = jetstream.get_key_value(name).await {
+            return Ok(store);
+        }
+        let created = jetstream
+            .create_stream(jetstream::stream::Config {
+                name: format!("KV_{name}"),
+                subjects: vec![format!("$KV.{name}.>")],
+                max_messages_per_subject: history,
+                storage: jetstream::stream::StorageType::File,
+                num_replicas: replicas,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: jetstream::stream::DiscardPolicy::New,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await;
+        // On an error another host may have made it meanwhile: use it if it is there.
+        match (jetstream.get_key_value(name).await, created) {
+            (Ok(store), _) => Ok(store),
+            (Err(_), Err(e)) => Err(anyhow!("cannot create the KV bucket {name:?}: {e}")),
+            (Err(e), Ok(_)) => Err(anyhow!("cannot open the KV bucket {name:?}: {e}")),
+        }
+    }
+
+    /// The object store `name`, made with `replicas` when it does not exist.
+    pub async fn object_store(
+        &self,
+        name: &str,
+        replicas: usize,
+    ) -> Result<jetstream::object_store::ObjectStore> {
+        let jetstream = self.jetstream().await?;
+        if let Ok(store) = jetstream.get_object_store(name).await {
+            return Ok(store);
+        }
+        let created = jetstream
+            .create_object_store(jetstream::object_store::Config {
+                bucket: name.to_string(),
+                num_replicas: replicas,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await;
+        match (jetstream.get_object_store(name).await, created) {
+            (Ok(store), _) => Ok(store),
+            (Err(_), Err(e)) => Err(anyhow!("cannot create the object store {name:?}: {e}")),
+            (Err(e), Ok(_)) => Err(anyhow!("cannot open the object store {name:?}: {e}")),
+        }
+    }
+
+    /// The latest entry of every key of `kv` matching `filter` (a subject pattern over keys, such
+    /// as `tenant.*`), without delete or purge markers: read through an ordered consumer that
+    /// delivers the last message per subject, stopping after what was pending when it was made
+    /// (so an empty match returns at once instead of waiting for new writes).
+    pub async fn latest(
+        &self,
+        kv: &jetstream::kv::Store,
+        filter: &str,
+        headers_only: bool,
+    ) -> Result<Vec<(String, bytes::Bytes)>> {
+        use futures_util::StreamExt;
+        self.jetstream().await?;
+        let inbox = match self.connection.get() {
+            Some((client, _)) => client.new_inbox(),
+            None => bail!("NATS {} is not connected", self.address()),
+        };
+        let consumer = kv
+            .stream
+            .create_consumer(jetstream::consumer::push::OrderedConfig {
+                deliver_subject: inbox,
+                filter_subject: format!("{}{filter}", kv.prefix),
+                headers_only,
+                replay_policy: jetstream::consumer::ReplayPolicy::Instant,
+                deliver_policy: jetstream::consumer::DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow!("cannot list keys of bucket {}: {e}", kv.name))?;
+        let mut pending = consumer.cached_info().num_pending;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| anyhow!("cannot list keys of bucket {}: {e}", kv.name))?;
+        let mut entries = Vec::new();
+        while pending > 0 {
+            let message = tokio::time::timeout(CALL_TIMEOUT, messages.next())
+                .await
+                .map_err(|_| anyhow!("listing keys of bucket {} timed out", kv.name))?
+                .ok_or_else(|| anyhow!("listing keys of bucket {} broke off", kv.name))?
+                .map_err(|e| anyhow!("cannot list keys of bucket {}: {e}", kv.name))?;
+            pending = message.info().map_or(0, |info| info.pending);
+            let operation = message
+                .headers
+                .as_ref()
+                .and_then(|headers| headers.get("KV-Operation"))
+                .map(|value| value.as_str().to_string());
+            if operation.is_some_and(|op| op == "DEL" || op == "PURGE") {
+                continue;
+            }
+            if let Some(key) = message.subject.strip_prefix(kv.prefix.as_str()) {
+                entries.push((key.to_string(), message.payload.clone()));
+            }
+        }
+        Ok(entries)
+    }
+}
+
 impl ServerPool for NatsServer {
     fn check(&self) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
         Box::pin(async move {
@@ -206,11 +350,18 @@ impl ServerPool for NatsServer {
                 }
                 Err(e) => return Err(e),
             };
-            jetstream
-                .query_account()
+            // The account's JetStream info, read raw: its shape changed across server versions.
+            let info = jetstream
+                .client()
+                .request("$JS.API.INFO", bytes::Bytes::new())
                 .await
-                .map(drop)
-                .map_err(|e| anyhow!("NATS {} has no JetStream for us: {e}", self.address()))
+                .map_err(|e| anyhow!("NATS {} does not answer: {e}", self.address()))?;
+            let info: serde_json::Value = serde_json::from_slice(&info.payload)
+                .map_err(|e| anyhow!("NATS {}: unreadable JetStream info: {e}", self.address()))?;
+            match info.get("error") {
+                Some(error) => bail!("NATS {} has no JetStream for us: {error}", self.address()),
+                None => Ok(()),
+            }
         })
     }
 

@@ -8,11 +8,13 @@
 //! resolved here: relative paths against the config file's folder, limits layered tenant →
 //! `[defaults.limits]` → built-in defaults.
 
+mod cluster;
 #[cfg(test)]
 mod fuzz;
 mod server;
 mod tenants;
 
+pub use cluster::ClusterConfig;
 pub use server::{AdminConfig, MetricsConfig, TokenHash};
 pub use tenants::{AppConfig, DEFAULT_TENANT, TenantConfig};
 
@@ -29,7 +31,7 @@ use std::time::Duration;
 
 /// The host's own top-level tables; the capabilities own the others they name.
 const HOST_SECTIONS: &[&str] = &[
-    "server", "defaults", "admin", "metrics", "pools", "apps", "grants", "tenants",
+    "server", "defaults", "admin", "metrics", "cluster", "pools", "apps", "grants", "tenants",
 ];
 
 /// The configuration after validation: paths absolute, limits resolved, nothing left to check.
@@ -52,6 +54,8 @@ pub struct Config {
     pub capabilities: CapabilityConfig,
     pub admin: Option<AdminConfig>,
     pub metrics: MetricsConfig,
+    /// `[cluster]`: the deployed set, usage and progress live in NATS JetStream.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -118,7 +122,18 @@ impl Config {
         let metrics = root
             .get_or_default::<MetricsSection>("metrics")?
             .resolve(admin.is_some())?;
+        let cluster = root
+            .get::<cluster::ClusterSection>("cluster")?
+            .map(|cluster| cluster.resolve(&base))
+            .transpose()?;
+        if cluster.is_some() && admin.is_none() {
+            bail!(
+                "key `cluster`: cluster mode needs an [admin] section — deploys reach the \
+                 cluster through it, and load balancers probe its /readyz"
+            );
+        }
         Ok(Config {
+            cluster,
             metrics,
             source: path.to_path_buf(),
             listen: server.listen,

@@ -1,0 +1,126 @@
+//! Usage kept for the whole cluster: every host adds what its requests used to the same
+//! `HOUR.TENANT` keys of the usage bucket (a compare-and-set on the key's revision, retried
+//! when another host wrote in between), so a query through any host answers for all of them.
+
+use super::Cluster;
+use crate::metrics::Amounts;
+use crate::usage::Bucket;
+use anyhow::{Result, anyhow, bail};
+use async_nats::jetstream::kv;
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt, stream};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One tenant's hour: app → amounts in [`Amounts::FIELDS`] order.
+type Hour = BTreeMap<String, Vec<u64>>;
+
+/// Attempts at adding to a key that other hosts keep writing.
+const ATTEMPTS: usize = 20;
+
+pub struct ClusterUsage {
+    cluster: Arc<Cluster>,
+}
+
+impl ClusterUsage {
+    pub fn new(cluster: Arc<Cluster>) -> ClusterUsage {
+        ClusterUsage { cluster }
+    }
+
+    /// Adds `taken` — (tenant, app, amounts) — to the hour starting at `hour`.
+    pub async fn add(&self, hour: u64, taken: &[(String, String, Amounts)]) -> Result<()> {
+        let bucket = self.cluster.usage_bucket().await?;
+        let mut by_tenant: BTreeMap<&str, Vec<(&str, &Amounts)>> = BTreeMap::new();
+        for (tenant, app, amounts) in taken {
+            by_tenant.entry(tenant).or_default().push((app, amounts));
+        }
+        for (tenant, apps) in by_tenant {
+            add_to(bucket, &format!("{hour}.{tenant}"), &apps).await?;
+        }
+        Ok(())
+    }
+
+    /// The buckets of the hours that overlap `from..to`, of `tenant` only when given, in
+    /// (hour, tenant, app) order.
+    pub async fn query(&self, from: u64, to: u64, tenant: Option<&str>) -> Result<Vec<Bucket>> {
+        let bucket = self.cluster.usage_bucket().await?;
+        let nats = self.cluster.nats();
+        let start = from / HOUR * HOUR;
+        let hours: Vec<u64> = (start..to.max(start + 1)).step_by(HOUR as usize).collect();
+        let per_hour = stream::iter(hours)
+            .map(|hour| async move {
+                let entries: Vec<(String, Bytes)> = match tenant {
+                    Some(tenant) => {
+                        let key = format!("{hour}.{tenant}");
+                        let value = bucket
+                            .get(&key)
+                            .await
+                            .map_err(|e| anyhow!("cannot read usage {key}: {e}"))?;
+                        value.into_iter().map(|v| (key.clone(), v)).collect()
+                    }
+                    None => nats.latest(bucket, &format!("{hour}.*"), false).await?,
+                };
+                let mut buckets = Vec::new();
+                for (key, value) in entries {
+                    let owner = key.split_once('.').map_or("", |(_, t)| t).to_string();
+                    let apps: Hour = serde_json::from_slice(&value)
+                        .map_err(|e| anyhow!("usage {key} is unreadable: {e}"))?;
+                    for (app, values) in apps {
+                        buckets.push(Bucket {
+                            hour,
+                            tenant: owner.clone(),
+                            app,
+                            amounts: Amounts::from_array(&values),
+                        });
+                    }
+                }
+                Ok::<_, anyhow::Error>(buckets)
+            })
+            .buffered(16);
+        let mut all: Vec<Bucket> = per_hour.try_concat().await?;
+        all.sort_by(|a, b| (a.hour, &a.tenant, &a.app).cmp(&(b.hour, &b.tenant, &b.app)));
+        Ok(all)
+    }
+}
+
+pub(crate) const HOUR: u64 = 3600;
+
+/// Adds `apps` to the key's totals with a compare-and-set, retried on conflicts.
+async fn add_to(bucket: &kv::Store, key: &str, apps: &[(&str, &Amounts)]) -> Result<()> {
+    for _ in 0..ATTEMPTS {
+        let current = bucket
+            .entry(key)
+            .await
+            .map_err(|e| anyhow!("cannot read usage {key}: {e}"))?;
+        let (mut hour, revision): (Hour, Option<u64>) = match &current {
+            Some(entry) if entry.operation == kv::Operation::Put => (
+                serde_json::from_slice(&entry.value)
+                    .map_err(|e| anyhow!("usage {key} is unreadable: {e}"))?,
+                Some(entry.revision),
+            ),
+            Some(entry) => (Hour::new(), Some(entry.revision)),
+            None => (Hour::new(), None),
+        };
+        for (app, amounts) in apps {
+            let total = hour.entry(app.to_string()).or_default();
+            let mut sum = Amounts::from_array(total);
+            sum.add(amounts);
+            *total = sum.to_array();
+        }
+        let value = Bytes::from(serde_json::to_vec(&hour).expect("serialises"));
+        let written = match revision {
+            Some(revision) => bucket.update(key, value, revision).await.map_err(|e| {
+                (e.kind() != kv::UpdateErrorKind::WrongLastRevision).then(|| anyhow!("{e}"))
+            }),
+            None => bucket.create(key, value).await.map_err(|e| {
+                (e.kind() != kv::CreateErrorKind::AlreadyExists).then(|| anyhow!("{e}"))
+            }),
+        };
+        match written {
+            Ok(_) => return Ok(()),
+            Err(Some(e)) => return Err(e.context(format!("cannot write usage {key}"))),
+            Err(None) => tokio::task::yield_now().await,
+        }
+    }
+    bail!("usage {key}: {ATTEMPTS} attempts lost to other hosts' writes")
+}
