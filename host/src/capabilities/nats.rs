@@ -23,6 +23,11 @@ use tokio::sync::OnceCell;
 
 /// How long a JetStream call (a write's acknowledgement, a read) may take before it fails.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long after losing its server a call waits for the client to reconnect (to another
+/// node of the cluster, usually within a few hundred milliseconds) before it fails: a lost
+/// node is not seen by guests, a lost cluster is, this long after the loss and at once from
+/// then on.
+pub const RECONNECT_WAIT: Duration = Duration::from_secs(3);
 
 /// How a NATS connection is written in the config (flattened into its section).
 #[derive(Debug, Deserialize)]
@@ -91,6 +96,8 @@ pub struct NatsServer {
     /// Counts the client's (re)connections: a follower of JetStream state re-reads it on a
     /// change, since what it missed while disconnected is not replayed to it otherwise.
     connections: tokio::sync::watch::Sender<u64>,
+    /// When the client lost its server, while it has not reconnected.
+    lost_at: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl NatsServer {
@@ -103,6 +110,7 @@ impl NatsServer {
             closed: AtomicBool::new(false),
             meter: metrics.pool(name),
             connections: tokio::sync::watch::Sender::new(0),
+            lost_at: Arc::default(),
         }))
     }
 
@@ -134,7 +142,9 @@ impl NatsServer {
             .get_or_try_init(|| self.connect())
             .await
             .inspect_err(|_| self.meter.failed())?;
-        if client.connection_state() != async_nats::connection::State::Connected {
+        if client.connection_state() != async_nats::connection::State::Connected
+            && !self.reconnected(client).await
+        {
             self.meter.failed();
             bail!(
                 "unavailable: NATS {} ({:?}) is not connected; reconnecting in the background",
@@ -143,6 +153,28 @@ impl NatsServer {
             );
         }
         Ok(jetstream)
+    }
+
+    /// Waits until the client is connected again, at most until [`RECONNECT_WAIT`] after it
+    /// lost its server; whether it is.
+    async fn reconnected(&self, client: &async_nats::Client) -> bool {
+        let lost_at = *self.lost_at.lock().expect("lost_at lock");
+        let deadline = lost_at.unwrap_or_else(tokio::time::Instant::now) + RECONNECT_WAIT;
+        let mut connections = self.connections.subscribe();
+        loop {
+            if client.connection_state() == async_nats::connection::State::Connected {
+                return true;
+            }
+            let changed = tokio::time::timeout_at(deadline, connections.changed());
+            match changed.await {
+                Ok(Ok(())) => {}
+                // Reconnection events can be missed between the check and the wait: look again.
+                Err(_) => {
+                    return client.connection_state() == async_nats::connection::State::Connected;
+                }
+                Ok(Err(_)) => return false,
+            }
+        }
     }
 
     /// Whether the client is connected now (false before the first connection).
@@ -160,6 +192,7 @@ impl NatsServer {
     async fn connect(&self) -> Result<(async_nats::Client, jetstream::Context)> {
         let _opening = self.meter.opening(false);
         let (connections, address) = (self.connections.clone(), self.address());
+        let lost_at = self.lost_at.clone();
         let mut options = async_nats::ConnectOptions::new()
             .name(format!("hostel {}", self.name))
             .connection_timeout(CALL_TIMEOUT)
@@ -172,14 +205,20 @@ impl NatsServer {
             })
             .event_callback(move |event| {
                 let (connections, address) = (connections.clone(), address.clone());
+                let lost_at = lost_at.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             tracing::info!(nats = %address, "connected to NATS");
+                            *lost_at.lock().expect("lost_at lock") = None;
                             connections.send_modify(|n| *n += 1);
                         }
                         async_nats::Event::Disconnected => {
-                            tracing::warn!(nats = %address, "NATS connection lost; reconnecting")
+                            tracing::warn!(nats = %address, "NATS connection lost; reconnecting");
+                            lost_at
+                                .lock()
+                                .expect("lost_at lock")
+                                .get_or_insert_with(tokio::time::Instant::now);
                         }
                         other => tracing::debug!(nats = %address, "NATS: {other}"),
                     }
@@ -211,7 +250,99 @@ impl NatsServer {
     }
 }
 
+/// What a write to a KV key expects to find there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Anything: a plain put.
+    Anything,
+    /// The key's last write is this revision (compare-and-set).
+    Revision(u64),
+    /// The key was never written (or only purged away).
+    Absent,
+}
+
+/// How a write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Stored, at this revision.
+    At(u64),
+    /// The key did not hold what the write expected: nothing was stored.
+    Conflict,
+}
+
+/// How long one attempt at a write waits for its acknowledgement; the write as a whole gets
+/// [`CALL_TIMEOUT`] twice over, enough for a stream to elect a new leader.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl NatsServer {
+    /// Writes `value` (or, with `operation` `DEL`/`PURGE`, a marker) to `key` of `kv`,
+    /// retried through a lost server or a stream electing its leader until JetStream
+    /// acknowledges it. Idempotent across retries: every attempt carries the same message id,
+    /// so JetStream stores a write whose acknowledgement was lost once, not twice.
+    pub async fn write(
+        &self,
+        kv: &jetstream::kv::Store,
+        key: &str,
+        value: bytes::Bytes,
+        expect: Expect,
+        operation: Option<&'static str>,
+    ) -> Result<Written> {
+        use jetstream::context::PublishErrorKind as Kind;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", write_id().as_str());
+        match expect {
+            Expect::Anything => {}
+            Expect::Revision(revision) => headers.insert(
+                "Nats-Expected-Last-Subject-Sequence",
+                revision.to_string().as_str(),
+            ),
+            Expect::Absent => headers.insert("Nats-Expected-Last-Subject-Sequence", "0"),
+        }
+        if let Some(operation) = operation {
+            headers.insert("KV-Operation", operation);
+            if operation == "PURGE" {
+                headers.insert("Nats-Rollup", "sub");
+            }
+        }
+        let subject = format!("{}{key}", kv.put_prefix.as_deref().unwrap_or(&kv.prefix));
+        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT * 2;
+        let mut delay = Duration::from_millis(25);
+        loop {
+            let jetstream = self.jetstream().await?;
+            let attempt = async {
+                jetstream
+                    .publish_with_headers(subject.clone(), headers.clone(), value.clone())
+                    .await
+                    .map_err(|e| (Kind::Other, e.to_string()))?
+                    .await
+                    .map_err(|e| (e.kind(), e.to_string()))
+            };
+            let error = match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await {
+                Ok(Ok(ack)) => return Ok(Written::At(ack.sequence)),
+                Ok(Err((Kind::WrongLastSequence, _))) => return Ok(Written::Conflict),
+                Ok(Err((Kind::MaxPayloadExceeded, e))) => {
+                    bail!(
+                        "the value is larger than NATS {} takes: {e}",
+                        self.address()
+                    )
+                }
+                Ok(Err((_, e))) => e,
+                Err(_) => "no acknowledgement in time".to_string(),
+            };
+            if tokio::time::Instant::now() + delay > deadline {
+                self.meter.failed();
+                bail!(
+                    "unavailable: NATS {} did not store the write to {key:?} of bucket {}: {error}",
+                    self.address(),
+                    kv.name
+                );
+            }
+            tracing::debug!(bucket = %kv.name, key, "write not acknowledged, retrying: {error}");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(400));
+        }
+    }
+
     /// The KV bucket `name`, made (with `history` values per key and `replicas`) when it does
     /// not exist. Made as the KV convention's stream directly: async-nats's own
     /// `create_key_value` first reads account limits in a form NATS 2.9 does not send.
@@ -376,4 +507,11 @@ impl ServerPool for NatsServer {
             });
         }
     }
+}
+
+/// A message id no other write uses: 16 random bytes, hex.
+fn write_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS has randomness");
+    hex::encode(bytes)
 }

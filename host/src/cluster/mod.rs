@@ -26,7 +26,7 @@ pub mod usage;
 
 use crate::Host;
 use crate::apps::{AppKey, Deployment, Installed, Manifest, Origin};
-use crate::capabilities::nats::NatsServer;
+use crate::capabilities::nats::{Expect, NatsServer, Written};
 use crate::config::ClusterConfig;
 use anyhow::{Context, Result, anyhow, bail};
 use async_nats::jetstream::{kv, object_store};
@@ -196,21 +196,17 @@ impl Cluster {
             apps: apps.to_vec(),
         };
         let value = Bytes::from(serde_json::to_vec(&manifest).expect("manifests serialise"));
-        let written = if applied.revision == 0 {
-            (buckets.deployments.create(MANIFEST, value).await).map_err(|e| match e.kind() {
-                kv::CreateErrorKind::AlreadyExists => CommitError::Conflict,
-                _ => CommitError::Unavailable(anyhow!("{e}")),
-            })
-        } else {
-            (buckets
-                .deployments
-                .update(MANIFEST, value, applied.revision)
-                .await)
-                .map_err(|e| match e.kind() {
-                    kv::UpdateErrorKind::WrongLastRevision => CommitError::Conflict,
-                    _ => CommitError::Unavailable(anyhow!("{e}")),
-                })
-        }?;
+        let expect = match applied.revision {
+            0 => Expect::Absent,
+            revision => Expect::Revision(revision),
+        };
+        let written = (self.nats)
+            .write(&buckets.deployments, MANIFEST, value, expect, None)
+            .await
+            .map_err(CommitError::Unavailable)?;
+        let Written::At(written) = written else {
+            return Err(CommitError::Conflict);
+        };
         applied.revision = written;
         applied.failed = None;
         self.progress.send_replace(written);
@@ -282,8 +278,13 @@ impl Cluster {
         match changes {
             Ok(changes) => {
                 let count = changes.len();
-                for (_, app) in &changes {
-                    let kind = if app.is_some() { "deploy" } else { "remove" };
+                let before = self.host.installed();
+                for (key, app) in &changes {
+                    let kind = match (app, before.iter().any(|(k, _)| k == key)) {
+                        (None, _) => "remove",
+                        (Some(_), true) => "swap",
+                        (Some(_), false) => "deploy",
+                    };
                     self.host.metrics().app_changed(kind);
                 }
                 self.host.change(changes);

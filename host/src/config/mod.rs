@@ -177,6 +177,69 @@ mod tests {
     }
 
     #[test]
+    fn cluster_mode_takes_nats_urls_and_says_which_key_is_wrong() {
+        const ADMIN: &str = "[admin]\noperator_token_sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
+        let config = parse(&format!(
+            "{ADMIN}[cluster]\nurl = \"nats://127.0.0.1:4222, nats://127.0.0.1:4223\"\nreplicas = 3\n"
+        ))
+        .unwrap();
+        let cluster = config.cluster.unwrap();
+        assert_eq!(cluster.replicas, 3);
+        assert_eq!(cluster.deployments, "hostel-deployments");
+        assert_eq!(cluster.components, "hostel-components");
+        assert_eq!(cluster.usage, "hostel-usage");
+        assert!(parse("").unwrap().cluster.is_none());
+        for (text, key, why) in [
+            ("[cluster]\nurl = \"nats://h:4222\"\n", "cluster", "[admin]"),
+            (
+                &format!("{ADMIN}[cluster]\nurl = \"redis://h:4222\"\n") as &str,
+                "cluster.url",
+                "nats://",
+            ),
+            (
+                &format!("{ADMIN}[cluster]\nurl = \"nats://h:1,http://h:2\"\n"),
+                "cluster.url",
+                "nats://",
+            ),
+            (
+                &format!("{ADMIN}[cluster]\nurl = \"nats://h\"\nreplicas = 0\n"),
+                "cluster.replicas",
+                "1 to 5",
+            ),
+            (
+                &format!("{ADMIN}[cluster]\nurl = \"nats://h\"\nusage = \"a.b\"\n"),
+                "cluster.usage",
+                "letters, digits",
+            ),
+            (
+                &format!("{ADMIN}[cluster]\nurl = \"nats://h\"\nbucket = \"x\"\n"),
+                "bucket",
+                "unknown field",
+            ),
+            (
+                &format!("{ADMIN}[cluster]\nurl = \"nats://h\"\ncreds_file = \"none.creds\"\n"),
+                "cluster.creds_file",
+                "cannot read",
+            ),
+            (
+                &format!("{ADMIN}[cluster]\nreplicas = 3\n"),
+                "url",
+                "missing field",
+            ),
+        ] {
+            let msg = format!("{:#}", parse(text).unwrap_err());
+            assert!(msg.contains("/nonexistent/hostel.toml"), "{msg}");
+            assert!(msg.contains(key) && msg.contains(why), "{text}: {msg}");
+        }
+        // Passwords in the URL stay out of errors.
+        let msg = format!(
+            "{:#}",
+            parse(&format!("{ADMIN}[cluster]\nurl = \"natz://u:hunter2@h\"\n")).unwrap_err()
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
     fn metrics_are_on_need_a_token_and_say_which_key_is_wrong() {
         let config = parse("").unwrap();
         assert!(config.metrics.enabled && !config.metrics.open);
