@@ -3,6 +3,7 @@
 //! One test binary (as wasmtime does for wasi-http), one module per concern.
 
 mod admin;
+mod balancer;
 mod compat;
 mod config_errors;
 mod conformance;
