@@ -11,6 +11,7 @@ mod fuzz;
 mod guest_tools;
 mod hostile;
 mod keyvalue;
+mod kubernetes;
 mod lifecycle;
 mod limits;
 mod metrics;
