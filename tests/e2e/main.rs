@@ -3,6 +3,7 @@
 //! One test binary (as wasmtime does for wasi-http), one module per concern.
 
 mod admin;
+mod balancer;
 mod compat;
 mod config_errors;
 mod conformance;
@@ -10,6 +11,7 @@ mod fuzz;
 mod guest_tools;
 mod hostile;
 mod keyvalue;
+mod kubernetes;
 mod lifecycle;
 mod limits;
 mod metrics;
