@@ -31,7 +31,7 @@ pub fn config() -> String {
 }
 
 /// An admin API call with `token` (None: no Authorization header).
-async fn admin(
+pub async fn admin(
     host: &HostProcess,
     method: &str,
     path: &str,

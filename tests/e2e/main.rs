@@ -4,6 +4,7 @@
 
 mod admin;
 mod balancer;
+mod cluster;
 mod compat;
 mod config_errors;
 mod conformance;

@@ -4,7 +4,7 @@
 //! manifest naming a component that is not stored.
 
 use super::deployments::DeploymentStore;
-use crate::apps::Deployment;
+use crate::apps::{AppKey, Deployment, Installed};
 use crate::cluster::{Applied, Cluster, CommitError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +50,15 @@ impl DeployedSet {
         match self {
             DeployedSet::Local { changes, .. } => Change::Local(changes.lock().await),
             DeployedSet::Cluster(cluster) => Change::Cluster(cluster.lock().await),
+        }
+    }
+
+    /// The deployed set a change starts from: on one host, what it serves; in a cluster, the
+    /// manifest the host last applied (with any deployment that did not load here).
+    pub fn current(&self, change: &Change<'_>, installed: &[(AppKey, Installed)]) -> Vec<Deployment> {
+        match change {
+            Change::Local(_) => super::deployed(installed, None),
+            Change::Cluster(applied) => applied.manifest.apps.clone(),
         }
     }
 

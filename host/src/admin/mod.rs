@@ -338,7 +338,8 @@ impl Admin {
                 size: bytes.len() as u64,
                 deployed_at: deployments::now(),
             };
-            let mut set = deployed(&installed, Some(&key));
+            let mut set = self.set.current(&change, &installed);
+            set.retain(|d| (&d.tenant, &d.app) != (&key.0, &key.1));
             set.push(deployment.clone());
             if !self.set.commit(&mut change, &set).await.map_err(refused)? {
                 compiled = Some(app);
@@ -431,11 +432,9 @@ impl Admin {
         for attempt in 0.. {
             let mut change = self.set.lock().await;
             let installed = self.host.installed();
-            let (_, existing) = installed
-                .iter()
-                .find(|(k, _)| k == key)
-                .ok_or_else(|| no_app(key))?;
-            if let Origin::Config(path) = &existing.origin {
+            if let Some((_, existing)) = installed.iter().find(|(k, _)| k == key)
+                && let Origin::Config(path) = &existing.origin
+            {
                 return Err(error(
                     StatusCode::CONFLICT,
                     &format!(
@@ -445,7 +444,13 @@ impl Admin {
                     ),
                 ));
             }
-            let set = deployed(&installed, Some(key));
+            // In a cluster the set names apps that may not have loaded on this host.
+            let current = self.set.current(&change, &installed);
+            if !current.iter().any(|d| (&d.tenant, &d.app) == (&key.0, &key.1)) {
+                return Err(no_app(key));
+            }
+            let mut set = self.set.current(&change, &installed);
+            set.retain(|d| (&d.tenant, &d.app) != (&key.0, &key.1));
             if !self.set.commit(&mut change, &set).await.map_err(refused)? {
                 self.set
                     .wait_for_others(change, attempt)
@@ -534,7 +539,7 @@ impl ApiError {
 }
 
 /// The deployed (not configured) apps, without `except`.
-fn deployed(installed: &[(AppKey, Installed)], except: Option<&AppKey>) -> Vec<Deployment> {
+pub(crate) fn deployed(installed: &[(AppKey, Installed)], except: Option<&AppKey>) -> Vec<Deployment> {
     installed
         .iter()
         .filter(|(k, _)| Some(k) != except)

@@ -70,8 +70,11 @@ struct Buckets {
 pub struct Applied {
     /// The manifest's revision (0: none written yet).
     pub revision: u64,
-    /// The latest revision that could not be applied here, and why.
-    failed: Option<(u64, String)>,
+    /// The manifest at that revision: what a change through this host starts from.
+    pub manifest: Manifest,
+    /// The deployments of it that did not load here (the app's previous version, if any, is
+    /// served instead), and why.
+    failed: Vec<Failure>,
 }
 
 /// A host's progress, as it reports it under `hosts.ID`.
@@ -80,15 +83,18 @@ pub struct Progress {
     pub host: String,
     /// The manifest revision the host serves.
     pub revision: u64,
-    /// A later revision it could not apply, and why.
-    pub failed: Option<Failure>,
+    /// The deployments of it that did not load on the host.
+    pub failed: Vec<Failure>,
     /// RFC 3339, UTC.
     pub at: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Failure {
-    pub revision: u64,
+    pub tenant: String,
+    pub app: String,
+    /// The component that did not load, `sha256:...`.
+    pub digest: String,
     pub error: String,
 }
 
@@ -208,7 +214,7 @@ impl Cluster {
             return Err(CommitError::Conflict);
         };
         applied.revision = written;
-        applied.failed = None;
+        applied.manifest = manifest;
         self.progress.send_replace(written);
         self.report(applied);
         self.collect_garbage(apps);
@@ -248,6 +254,7 @@ impl Cluster {
             Some(entry) => self.apply(entry.revision, manifest_of(&entry)).await?,
             None => self.apply(0, Ok(Manifest::default())).await?,
         }
+        // Caught up: whatever it serves now is the cluster's set as of this moment.
         self.host.readiness().set_caught_up();
         let mut changes = deployments
             .watch_with_history(MANIFEST)
@@ -260,71 +267,67 @@ impl Cluster {
         bail!("the manifest's watch ended")
     }
 
-    /// Serves revision `revision` of the deployed set, if it is newer than what this host
-    /// serves and all of it loads; otherwise reports why and leaves the host as it was.
-    /// Errors are those worth retrying (NATS unreachable while fetching a component).
+    /// Serves revision `revision` of the deployed set if it is newer than what this host
+    /// serves: every deployment that loads, in one router swap; one that does not is
+    /// reported, and the app's previous version (if any) stays. Errors are those worth
+    /// retrying (NATS unreachable while fetching a component).
     async fn apply(&self, revision: u64, manifest: Result<Manifest>) -> Result<()> {
         let mut applied = self.applied.lock().await;
-        if revision <= applied.revision && !(revision == 0 && applied.revision == 0) {
+        if revision < applied.revision || (revision == applied.revision && revision != 0) {
             return Ok(());
         }
-        if applied.failed.as_ref().is_some_and(|(r, _)| *r == revision) {
-            return Ok(());
-        }
-        let changes = match manifest {
-            Ok(manifest) => self.load_changes(&manifest).await?,
-            Err(e) => Err(e),
-        };
-        match changes {
-            Ok(changes) => {
-                let count = changes.len();
-                let before = self.host.installed();
-                for (key, app) in &changes {
-                    let kind = match (app, before.iter().any(|(k, _)| k == key)) {
-                        (None, _) => "remove",
-                        (Some(_), true) => "swap",
-                        (Some(_), false) => "deploy",
-                    };
-                    self.host.metrics().app_changed(kind);
-                }
-                self.host.change(changes);
-                applied.revision = revision;
-                applied.failed = None;
-                self.progress.send_replace(revision);
-                if count > 0 {
-                    tracing::info!(
-                        revision,
-                        changes = count,
-                        "serving the cluster's deployed set"
-                    );
-                }
-            }
+        let manifest = match manifest {
+            Ok(manifest) => manifest,
             Err(e) => {
-                let error = format!("{e:#}");
-                tracing::error!(
-                    revision,
-                    "not applying the cluster's deployed set on this host (still serving \
-                     revision {}): {error}",
-                    applied.revision
-                );
+                tracing::error!(revision, "not applying the cluster's deployed set: {e:#}");
                 self.host.metrics().cluster_apply_failed();
-                applied.failed = Some((revision, error));
+                return Ok(());
             }
+        };
+        let (changes, failed) = self.load_changes(&manifest).await?;
+        let before = self.host.installed();
+        for (key, app) in &changes {
+            let kind = match (app, before.iter().any(|(k, _)| k == key)) {
+                (None, _) => "remove",
+                (Some(_), true) => "swap",
+                (Some(_), false) => "deploy",
+            };
+            self.host.metrics().app_changed(kind);
         }
+        let count = changes.len();
+        self.host.change(changes);
+        for failure in &failed {
+            tracing::error!(
+                revision,
+                tenant = %failure.tenant,
+                app = %failure.app,
+                component = %failure.digest,
+                "a deployment of the cluster's set does not load on this host (its previous \
+                 version, if any, stays): {}",
+                failure.error
+            );
+            self.host.metrics().cluster_apply_failed();
+        }
+        if count > 0 {
+            tracing::info!(revision, changes = count, "serving the cluster's deployed set");
+        }
+        applied.revision = revision;
+        applied.manifest = manifest;
+        applied.failed = failed;
+        self.progress.send_replace(revision);
         self.report(&applied);
         Ok(())
     }
 
-    /// What to install and remove to serve `manifest`: `Ok(Err(_))` when some app does not
-    /// load (the whole revision is then not applied), `Err(_)` when a component could not be
-    /// fetched (retried).
+    /// What to install and remove to serve `manifest`, and the deployments that did not load;
+    /// `Err` when a component could not be fetched (retried).
     async fn load_changes(
         &self,
         manifest: &Manifest,
-    ) -> Result<Result<Vec<(AppKey, Option<Installed>)>>> {
+    ) -> Result<(Vec<(AppKey, Option<Installed>)>, Vec<Failure>)> {
         let installed = self.host.installed();
         let serving = |key: &AppKey| installed.iter().find(|(k, _)| k == key).map(|(_, i)| i);
-        let mut changes = Vec::new();
+        let (mut changes, mut failed) = (Vec::new(), Vec::new());
         for deployment in &manifest.apps {
             let key = (deployment.tenant.clone(), deployment.app.clone());
             match serving(&key) {
@@ -345,13 +348,7 @@ impl Cluster {
                 }) if current.digest == deployment.digest && current.route == deployment.route => {
                     if current != deployment {
                         let origin = Origin::Deployed(deployment.clone());
-                        changes.push((
-                            key,
-                            Some(Installed {
-                                app: app.clone(),
-                                origin,
-                            }),
-                        ));
+                        changes.push((key, Some(Installed { app: app.clone(), origin })));
                     }
                     continue;
                 }
@@ -362,24 +359,29 @@ impl Cluster {
             let wanted = deployment.clone();
             let loaded =
                 tokio::task::spawn_blocking(move || host.load_deployed(&wanted, &bytes)).await?;
-            match loaded {
-                Ok(Some(app)) => changes.push((key, Some(app))),
-                Ok(None) => {}
-                Err(e) => return Ok(Err(e)),
-            }
+            let error = match loaded {
+                Ok(Some(app)) => {
+                    changes.push((key, Some(app)));
+                    continue;
+                }
+                // Hosts whose configs differ (a rolling config change) serve different sets.
+                Ok(None) => format!("tenant `{}` is not in this host's config", key.0),
+                Err(e) => format!("{e:#}"),
+            };
+            failed.push(Failure {
+                tenant: key.0,
+                app: key.1,
+                digest: format!("sha256:{}", deployment.digest),
+                error,
+            });
         }
         for (key, app) in &installed {
             let deployed = matches!(app.origin, Origin::Deployed(_));
-            if deployed
-                && !manifest
-                    .apps
-                    .iter()
-                    .any(|d| (&d.tenant, &d.app) == (&key.0, &key.1))
-            {
+            if deployed && !manifest.apps.iter().any(|d| (&d.tenant, &d.app) == (&key.0, &key.1)) {
                 changes.push((key.clone(), None));
             }
         }
-        Ok(Ok(changes))
+        Ok((changes, failed))
     }
 
     /// A component's bytes from the object store, checked against its digest.
@@ -406,10 +408,7 @@ impl Cluster {
         let progress = Progress {
             host: self.host_id.clone(),
             revision: applied.revision,
-            failed: (applied.failed.as_ref()).map(|(revision, error)| Failure {
-                revision: *revision,
-                error: error.clone(),
-            }),
+            failed: applied.failed.clone(),
             at: crate::admin::deployments::now(),
         };
         self.host.metrics().cluster_revision(applied.revision);
