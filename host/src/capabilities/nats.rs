@@ -13,6 +13,7 @@ use crate::secrets::{Secret, redact_url};
 use crate::tls::{self, CaFile, Verify};
 use anyhow::{Context, Result, anyhow, bail};
 use async_nats::jetstream;
+use async_nats::jetstream::response::Response;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -86,6 +87,8 @@ pub struct NatsServer {
     name: String,
     config: PoolConfig,
     connection: OnceCell<(async_nats::Client, jetstream::Context)>,
+    /// Set once the client's first attempt to connect (to every server in `url`) has failed.
+    first_attempt_failed: Arc<AtomicBool>,
     closed: AtomicBool,
     meter: PoolMeter,
 }
@@ -97,6 +100,7 @@ impl NatsServer {
             name: name.to_string(),
             config: config.clone(),
             connection: OnceCell::new(),
+            first_attempt_failed: Arc::new(AtomicBool::new(false)),
             closed: AtomicBool::new(false),
             meter: metrics.pool(name),
         }))
@@ -130,6 +134,16 @@ impl NatsServer {
             .get_or_try_init(|| self.connect())
             .await
             .inspect_err(|_| self.meter.failed())?;
+        // Never connected yet: wait for the first attempt (bounded), so that a call right
+        // after startup, or a lazy client's first, is not refused for being early. Once that
+        // attempt failed, calls fail at once like after a disconnection.
+        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+        while client.connection_state() == async_nats::connection::State::Pending
+            && !self.first_attempt_failed.load(Ordering::Relaxed)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         if client.connection_state() != async_nats::connection::State::Connected {
             self.meter.failed();
             bail!(
@@ -150,6 +164,7 @@ impl NatsServer {
 
     async fn connect(&self) -> Result<(async_nats::Client, jetstream::Context)> {
         let _opening = self.meter.opening(false);
+        let first_attempt_failed = self.first_attempt_failed.clone();
         let mut options = async_nats::ConnectOptions::new()
             .name(format!("hostel {}", self.name))
             .connection_timeout(CALL_TIMEOUT)
@@ -159,6 +174,13 @@ impl NatsServer {
             .max_reconnects(None)
             .reconnect_delay_callback(|attempt| {
                 Duration::from_millis((100u64 << attempt.min(5)).min(2000))
+            })
+            // An attempt that reached no server is reported as a client error.
+            .event_callback(move |event| {
+                if let async_nats::Event::ClientError(_) = event {
+                    first_attempt_failed.store(true, Ordering::Relaxed);
+                }
+                std::future::ready(())
             });
         let urls: Vec<async_nats::ServerAddr> = (self.config.url.expose().split(','))
             .map(|url| url.trim().parse())
@@ -206,11 +228,17 @@ impl ServerPool for NatsServer {
                 }
                 Err(e) => return Err(e),
             };
-            jetstream
-                .query_account()
-                .await
-                .map(drop)
-                .map_err(|e| anyhow!("NATS {} has no JetStream for us: {e}", self.address()))
+            // The account's JetStream info, read as plain JSON: async-nats's `query_account`
+            // wants fields that servers before 2.10 do not send (Debian's is 2.9).
+            let no_jetstream = |e: &dyn std::fmt::Display| {
+                anyhow!("NATS {} has no JetStream for us: {e}", self.address())
+            };
+            let info: Response<serde_json::Value> =
+                (jetstream.request("INFO", &()).await).map_err(|e| no_jetstream(&e))?;
+            match info {
+                Response::Ok(_) => Ok(()),
+                Response::Err { error } => Err(no_jetstream(&error)),
+            }
         })
     }
 
