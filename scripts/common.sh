@@ -95,13 +95,17 @@ build_other_guests() {
     done
 }
 
-# Test servers the suite starts itself (on free loopback ports, stopped afterwards): Redis and
-# PostgreSQL. Installs the missing ones when root on Debian; otherwise says what to install.
+# Test servers the suite starts itself (on free loopback ports, stopped afterwards): Redis,
+# PostgreSQL, Prometheus and NATS (with JetStream). Installs the missing ones when root on
+# Debian; otherwise says what to install.
 need_test_servers() {
     local missing=() package
     { command -v redis-server && command -v redis-cli; } >/dev/null 2>&1 || missing+=(redis-server)
     have_postgres_server || missing+=(postgresql)
     { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
+    # Debian puts it in /usr/sbin, which a user's PATH may lack; tests/support/nats.rs looks
+    # there too.
+    { command -v nats-server || [ -x /usr/sbin/nats-server ]; } >/dev/null 2>&1 || missing+=(nats-server)
     [ "${#missing[@]}" -eq 0 ] && return
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         say "installing ${missing[*]} (Debian packages) for the tests"

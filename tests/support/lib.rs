@@ -4,10 +4,12 @@
 //! `scripts/test` before `cargo test` runs (cargo holds its build lock while tests run, so
 //! tests cannot build them themselves).
 
+pub mod nats;
 pub mod postgres;
 pub mod prometheus;
 pub mod tls;
 
+pub use nats::{NatsCluster, NatsServer};
 pub use postgres::PostgresServer;
 pub use prometheus::{PrometheusServer, promtool_check, sample, scrape, value};
 pub use tls::TestCa;
