@@ -13,6 +13,7 @@ mod keyvalue;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod nats_kv;
 mod operability;
 mod outbound;
 mod postgres;
