@@ -264,13 +264,13 @@ class Stack:
     def start(self) -> None:
         self.nats.start()
         if self.store == "redis":
-            redis = self.procs.start(f"{self.work.name}/redis", ["redis-server", "--bind", "127.0.0.1", "--port",
-                                               str(self.redis_port), "--save", "", "--appendonly", "no",
-                                               "--dir", str(self.work)], self.core)
+            redis = self.process("redis", ["redis-server", "--bind", "127.0.0.1", "--port",
+                                           str(self.redis_port), "--save", "", "--appendonly", "no",
+                                           "--dir", str(self.work)])
             wait_for_port(self.redis_port, redis)
         for i in range(HOSTS):
-            config = host_config(self.work, i, self.nats, self.store, f"redis://127.0.0.1:{self.redis_port}")
-            self.hosts.append(Host(i, config))
+            redis_url = f"redis://127.0.0.1:{self.redis_port}"
+            self.hosts.append(Host(i, host_config(self.work, i, self.nats, self.store, redis_url)))
         for host in self.hosts:
             self.start_host(host)
         for host in self.hosts:
@@ -278,16 +278,22 @@ class Stack:
         servers = "".join(f"    server s{h.index} 127.0.0.1:{h.port} check addr 127.0.0.1 port {h.admin}\n"
                           for h in self.hosts)
         config = self.work / "haproxy.cfg"
-        config.write_text(HAPROXY_CONFIG.format(port=self.port, stats_port=self.stats_port, servers=servers))
-        self.haproxy = self.procs.start(f"{self.work.name}/haproxy", [tool("haproxy"), "-db", "-f", str(config)], self.core)
+        config.write_text(HAPROXY_CONFIG.format(port=self.port, stats_port=self.stats_port,
+                                                servers=servers))
+        # -db: foreground, one process (killing this PID stops everything).
+        self.haproxy = self.process("haproxy", [tool("haproxy"), "-db", "-f", str(config)])
         wait_for_port(self.port, self.haproxy)
         wait_for_port(self.stats_port, self.haproxy)
         self.wait_up(HOSTS)
 
+    def process(self, name: str, argv: list) -> subprocess.Popen:
+        """One of the stack's servers, its log in the stack's folder."""
+        return self.procs.start(f"{self.work.name}/{name}", argv, self.core)
+
     def start_host(self, host: Host) -> None:
-        host.proc = self.procs.start(f"{self.work.name}/{host.name}", [self.hostel, "serve", "--config", str(host.config),
-                                                 "--listen", f"127.0.0.1:{host.port}", "--admin-listen",
-                                                 f"127.0.0.1:{host.admin}", "--log", "warn"], self.core)
+        host.proc = self.process(host.name, [self.hostel, "serve", "--config", str(host.config),
+                                             "--listen", f"127.0.0.1:{host.port}", "--admin-listen",
+                                             f"127.0.0.1:{host.admin}", "--log", "warn"])
 
     def wait_ready(self, host: Host, limit: float = 60) -> None:
         deadline = time.time() + limit
@@ -462,13 +468,15 @@ def convergence(args, procs: Processes, work: Path) -> str:
         procs.stop_all()
 
     out = ["\n### Convergence: deploy through host 1 until all 3 hosts serve it\n",
-           "| components | sizes | deploys | deploy call p50 ms | p99 ms | converged p50 ms | p99 ms | max ms |",
+           "| components | sizes | deploys | deploy call p50 ms | p99 ms | converged p50 ms | p99 ms | "
+           "max ms |",
            "|---|---|---|---|---|---|---|---|"]
     for label, sizes, which, calls, lags in rows:
         if not calls:
             continue
-        out.append(f"| {label} | {sizes} | {which} | {percentile(calls, 50):.1f} | {percentile(calls, 99):.1f} | "
-                   f"{percentile(lags, 50):.1f} | {percentile(lags, 99):.1f} | {max(lags):.1f} |")
+        out.append(f"| {label} | {sizes} | {which} | {percentile(calls, 50):.1f} | "
+                   f"{percentile(calls, 99):.1f} | {percentile(lags, 50):.1f} | "
+                   f"{percentile(lags, 99):.1f} | {max(lags):.1f} |")
     out.append(
         f"\n*Converged*: from the deploy's answer until the last of the 3 hosts showed the new digest "
         f"(`GET /v1/tenants/{TENANT}/apps/app` on each host polled ~1 ms apart; host 1, which took the "
@@ -704,7 +712,8 @@ def failures(args, procs: Processes, work: Path, store: str) -> str:
             r["retries"] = [a - b for a, b in zip(backend_retries(stack), retries_before)]
             r["events"] = events
             rows.append((case, r))
-            print(f"  {case:5} sent {r['sent']} failed {r['failed']} {r['statuses'] or ''} acked {r['acked']} "
+            print(f"  {case:5} sent {r['sent']} failed {r['failed']} {r['statuses'] or ''} "
+                  f"acked {r['acked']} "
                   f"stored {r['stored']} in {r['seconds']:.1f} s, slowest {r['slowest'] * 1e3:.0f} ms, "
                   f"HAProxy retries / redispatches {r['retries'][0]} / {r['retries'][1]}; "
                   f"{'; '.join(events)}", file=sys.stderr, flush=True)
@@ -719,17 +728,19 @@ def failures(args, procs: Processes, work: Path, store: str) -> str:
     for case, r in rows:
         lost = max(0, r["acked"] - r["stored"])
         replays = max(0, r["stored"] - r["acked"])
-        out.append(f"| {names[case]} | {store} | {r['sent']} | {r['failed']} | {r['acked']} | {r['stored']} | "
-                   f"{lost} | {replays} | {r['retries'][1]} | {r['slowest'] * 1e3:.0f} | {r['seconds']:.1f} |")
+        out.append(f"| {names[case]} | {store} | {r['sent']} | {r['failed']} | {r['acked']} | "
+                   f"{r['stored']} | {lost} | {replays} | {r['retries'][1]} | "
+                   f"{r['slowest'] * 1e3:.0f} | {r['seconds']:.1f} |")
     out.append(
         f"\nA Python client, {args.kill_concurrency} threads on keep-alive connections, {args.increments} "
         f"increments at most {args.rate:.0f}/s, none retried by the client (HAProxy retries a GET that "
-        f"found its host dead on another host: *retried elsewhere*, HAProxy's redispatches). *Failed*: not 200, or a "
-        f"connection error. *Lost*: acknowledged but not stored; *replays*: stored but not acknowledged "
-        f"— an increment the dying host made whose answer was lost, made again on another host by "
-        f"HAProxy's retry. The NATS node killed is the leader of `{stream}` "
-        f"({'the store' if store == 'nats' else 'the deployed set'}), so that stream elects a new "
-        f"leader while the hosts connected to the node reconnect to another. All unpinned.")
+        f"found its host dead on another host: *retried elsewhere*, HAProxy's redispatches). "
+        f"*Failed*: not 200, or a connection error. *Lost*: acknowledged but not stored; "
+        f"*replays*: stored but not acknowledged — an increment the dying host made whose answer "
+        f"was lost, made again on another host by HAProxy's retry. The NATS node killed is the "
+        f"leader of `{stream}` ({'the store' if store == 'nats' else 'the deployed set'}), so that "
+        f"stream elects a new leader while the hosts connected to the node reconnect to another. "
+        f"All unpinned.")
     if store != "nats":
         out.append(f"\nThe store is `kind = \"{store}\"`: this build has no `kind = \"nats\"` store, so the "
                    f"NATS node's loss touches only the cluster's deployed set, not the counts.")

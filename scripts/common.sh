@@ -96,8 +96,8 @@ build_other_guests() {
 }
 
 # Test servers the suite starts itself (on free loopback ports, stopped afterwards): Redis,
-# PostgreSQL, Prometheus and HAProxy. Installs the missing ones when root on Debian; otherwise
-# says what to install.
+# PostgreSQL, Prometheus, HAProxy and NATS (with JetStream). Installs the missing ones when root
+# on Debian; otherwise says what to install.
 need_test_servers() {
     local missing=() package
     { command -v redis-server && command -v redis-cli; } >/dev/null 2>&1 || missing+=(redis-server)
@@ -106,6 +106,8 @@ need_test_servers() {
     # Debian puts it in /usr/sbin, which is not on every PATH; tests/support/haproxy.rs looks
     # there too.
     { command -v haproxy || [ -x /usr/sbin/haproxy ]; } >/dev/null 2>&1 || missing+=(haproxy)
+    # nats-server too (tests/support/nats.rs looks there).
+    { command -v nats-server || [ -x /usr/sbin/nats-server ]; } >/dev/null 2>&1 || missing+=(nats-server)
     [ "${#missing[@]}" -eq 0 ] && return
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         say "installing ${missing[*]} (Debian packages) for the tests"

@@ -124,3 +124,22 @@ fn a_secret_from_an_unset_environment_variable_is_refused() {
     assert!(stderr.contains("grants.secrets.api-key"), "{stderr}");
     assert!(stderr.contains("HOSTEL_TEST_SURELY_UNSET"), "{stderr}");
 }
+
+#[test]
+fn a_nats_store_with_a_bad_url_or_bucket_is_refused_naming_the_key() {
+    let stderr = refused(
+        "[stores.events]\nkind = \"nats\"\nurl = \"redis://127.0.0.1:4222\"\n",
+        &[],
+    );
+    assert!(stderr.contains("stores.events.url"), "{stderr}");
+    assert!(
+        stderr.contains("nats://"),
+        "says what it expected: {stderr}"
+    );
+    let stderr = refused(
+        "[stores.events]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nbucket = \"my.kv\"\n",
+        &[],
+    );
+    assert!(stderr.contains("stores.events.bucket"), "{stderr}");
+    assert!(stderr.contains("\"my.kv\""), "{stderr}");
+}

@@ -1,24 +1,35 @@
-//! Key-value: the embedded store behind `wasi:keyvalue`, persistent, atomic, per tenant.
+//! Key-value: the embedded store behind `wasi:keyvalue`, persistent, atomic, per tenant; and
+//! the tests every kind of store must pass, run here on the embedded store and Redis (and in
+//! `nats_kv` on NATS).
 
 use hostel_tests::*;
 
+/// The embedded store as `[stores.default]`.
+const EMBEDDED: &str = "[stores.default]\nkind = \"embedded\"\npath = \"data/kv.redb\"\n";
+
 fn counter_config(extra: &str) -> String {
     format!(
-        "[server]\ncode_cache = {cache}\n\
-         [stores.default]\nkind = \"embedded\"\npath = \"data/kv.redb\"\n\
-         {extra}",
+        "[server]\ncode_cache = {cache}\n{EMBEDDED}{extra}",
         cache = toml_path(&shared_code_cache()),
     )
 }
 
-fn one_tenant() -> String {
-    counter_config(&format!(
-        "[grants]\nstores = [\"default\"]\n[apps.counter]\nroute = \"/\"\ncomponent = {}\n",
-        toml_path(&guest("counter"))
-    ))
+/// The default tenant with the counter at `/` on `store_section` (which configures
+/// `[stores.default]`).
+pub fn counter_tenant(store_section: &str) -> String {
+    format!(
+        "[server]\ncode_cache = {cache}\n{store_section}\
+         [grants]\nstores = [\"default\"]\n[apps.counter]\nroute = \"/\"\ncomponent = {counter}\n",
+        cache = toml_path(&shared_code_cache()),
+        counter = toml_path(&guest("counter")),
+    )
 }
 
-async fn count(client: &HttpClient, url: &str) -> u64 {
+fn one_tenant() -> String {
+    counter_tenant(EMBEDDED)
+}
+
+pub async fn count(client: &HttpClient, url: &str) -> u64 {
     let reply = get(client, url).await.unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
     reply.text().trim().parse().unwrap()
@@ -43,7 +54,13 @@ async fn counts_persist_across_requests_and_restarts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_increments_are_atomic() {
-    let host = HostProcess::start(&one_tenant()).unwrap();
+    concurrent_increments_lose_none(EMBEDDED).await;
+}
+
+/// 100 concurrent increments of one counter on `store_section`'s store each see a count of
+/// their own.
+pub async fn concurrent_increments_lose_none(store_section: &str) {
+    let host = HostProcess::start(&counter_tenant(store_section)).unwrap();
     let client = http1_client();
     let mut seen: Vec<u64> = get_concurrently(&client, &host.url("/c"), 100)
         .await
@@ -251,8 +268,8 @@ async fn a_store_that_does_not_exist_is_named_as_such() {
     assert!(reply.text().contains("NoSuchStore"), "{}", reply.text());
 }
 
-/// 40 concurrent compare-and-swap appends on `store` leave exactly 40 `x`s.
-async fn concurrent_swaps_lose_no_update(store_section: &str) {
+/// 40 concurrent compare-and-swap appends on `store_section`'s store leave exactly 40 `x`s.
+pub async fn concurrent_swaps_lose_no_update(store_section: &str) {
     let config = format!(
         "[server]\ncode_cache = {cache}\n{store_section}\
          [grants]\nstores = [\"default\"]\n[apps.cas]\nroute = \"/\"\ncomponent = {cas}\n",
@@ -283,10 +300,7 @@ async fn concurrent_swaps_lose_no_update(store_section: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn compare_and_swap_loses_no_update_on_the_embedded_store() {
-    concurrent_swaps_lose_no_update(
-        "[stores.default]\nkind = \"embedded\"\npath = \"data/kv.redb\"\n",
-    )
-    .await;
+    concurrent_swaps_lose_no_update(EMBEDDED).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

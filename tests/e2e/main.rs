@@ -16,6 +16,7 @@ mod kubernetes;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod nats_kv;
 mod operability;
 mod outbound;
 mod postgres;

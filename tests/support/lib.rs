@@ -5,11 +5,13 @@
 //! tests cannot build them themselves).
 
 pub mod haproxy;
+pub mod nats;
 pub mod postgres;
 pub mod prometheus;
 pub mod tls;
 
 pub use haproxy::{Backend, Haproxy};
+pub use nats::{NatsCluster, NatsServer};
 pub use postgres::PostgresServer;
 pub use prometheus::{PrometheusServer, promtool_check, sample, scrape, value};
 pub use tls::TestCa;

@@ -3,14 +3,17 @@
 //!
 //! Config: the `[stores]` section ([`backend::StoreSection`]). App-lifetime state: one
 //! [`Backend`] per configured store, opened once at startup — the embedded store on local disk
-//! ([`embedded`]) or a Redis server ([`redis`]). Tenant state: the stores it was granted and
+//! ([`embedded`]), a Redis server ([`redis`]) or a NATS JetStream bucket ([`nats`], where what
+//! differs from the embedded store is listed). Tenant state: the stores it was granted and
 //! its namespace. Request-lifetime state: the buckets a guest opened, in its resource table,
 //! dropped with the sandbox. The host namespaces a tenant's keys (a table of its own, or a key
 //! prefix): no key of another tenant can be named, listed or overwritten. Storage failures
 //! reach the guest as `wasi:keyvalue` errors, never as traps.
 
 mod backend;
+mod counter;
 mod embedded;
+mod nats;
 mod redis;
 
 pub use backend::{Backend, StoreConfig, StoreSection};
@@ -25,7 +28,7 @@ use crate::metrics::StoreMeter;
 use crate::names;
 use crate::sections::Table;
 use anyhow::Result;
-use backend::Entry;
+use backend::{Current, Entry};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use wasmtime::component::{Linker, Resource};
@@ -54,11 +57,12 @@ pub struct Bucket {
     namespace: Arc<str>,
 }
 
-/// A compare-and-swap in progress: the value read when it was made, to be compared at swap.
+/// A compare-and-swap in progress: what was read when it was made (the value, and on NATS its
+/// revision), to be compared at swap.
 pub struct Cas {
     bucket: Bucket,
     key: String,
-    current: Option<Vec<u8>>,
+    current: Current,
 }
 
 pub struct KeyValue;
@@ -164,7 +168,7 @@ impl KeyValueView<'_> {
         key: String,
     ) -> wasmtime::Result<Result<Resource<Cas>, KvError>> {
         let current = (bucket.store.clone())
-            .get(bucket.namespace.clone(), key.clone())
+            .read_for_swap(bucket.namespace.clone(), key.clone())
             .await;
         let current = bucket.meter.count(current);
         let current = match current {
@@ -310,7 +314,7 @@ impl atomics::HostCas for KeyValueView<'_> {
         &mut self,
         cas: Resource<Cas>,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, KvError>> {
-        Ok(Ok(self.table.get(&cas)?.current.clone()))
+        Ok(Ok(self.table.get(&cas)?.current.value.clone()))
     }
 
     async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {

@@ -13,6 +13,7 @@ use crate::secrets::{Secret, redact_url};
 use crate::tls::{self, CaFile, Verify};
 use anyhow::{Context, Result, anyhow, bail};
 use async_nats::jetstream;
+use async_nats::jetstream::response::Response;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -91,6 +92,8 @@ pub struct NatsServer {
     name: String,
     config: PoolConfig,
     connection: OnceCell<(async_nats::Client, jetstream::Context)>,
+    /// Set once the client's first attempt to connect (to every server in `url`) has failed.
+    first_attempt_failed: Arc<AtomicBool>,
     closed: AtomicBool,
     meter: PoolMeter,
     /// Counts the client's (re)connections: a follower of JetStream state re-reads it on a
@@ -107,6 +110,7 @@ impl NatsServer {
             name: name.to_string(),
             config: config.clone(),
             connection: OnceCell::new(),
+            first_attempt_failed: Arc::new(AtomicBool::new(false)),
             closed: AtomicBool::new(false),
             meter: metrics.pool(name),
             connections: tokio::sync::watch::Sender::new(0),
@@ -142,6 +146,16 @@ impl NatsServer {
             .get_or_try_init(|| self.connect())
             .await
             .inspect_err(|_| self.meter.failed())?;
+        // Never connected yet: wait for the first attempt (bounded), so that a call right
+        // after startup, or a lazy client's first, is not refused for being early. Once that
+        // attempt failed, calls fail at once like after a disconnection.
+        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+        while client.connection_state() == async_nats::connection::State::Pending
+            && !self.first_attempt_failed.load(Ordering::Relaxed)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         if client.connection_state() != async_nats::connection::State::Connected
             && !self.reconnected(client).await
         {
@@ -193,6 +207,7 @@ impl NatsServer {
         let _opening = self.meter.opening(false);
         let (connections, address) = (self.connections.clone(), self.address());
         let lost_at = self.lost_at.clone();
+        let first_attempt_failed = self.first_attempt_failed.clone();
         let mut options = async_nats::ConnectOptions::new()
             .name(format!("hostel {}", self.name))
             .connection_timeout(CALL_TIMEOUT)
@@ -205,7 +220,7 @@ impl NatsServer {
             })
             .event_callback(move |event| {
                 let (connections, address) = (connections.clone(), address.clone());
-                let lost_at = lost_at.clone();
+                let (lost_at, first_attempt_failed) = (lost_at.clone(), first_attempt_failed.clone());
                 async move {
                     match event {
                         async_nats::Event::Connected => {
@@ -215,6 +230,15 @@ impl NatsServer {
                         }
                         async_nats::Event::Disconnected => {
                             tracing::warn!(nats = %address, "NATS connection lost; reconnecting");
+                            lost_at
+                                .lock()
+                                .expect("lost_at lock")
+                                .get_or_insert_with(tokio::time::Instant::now);
+                        }
+                        // An attempt that reached no server (the first one, too).
+                        async_nats::Event::ClientError(e) => {
+                            tracing::debug!(nats = %address, "NATS: {e}");
+                            first_attempt_failed.store(true, Ordering::Relaxed);
                             lost_at
                                 .lock()
                                 .expect("lost_at lock")
@@ -268,6 +292,8 @@ pub enum Written {
     At(u64),
     /// The key did not hold what the write expected: nothing was stored.
     Conflict,
+    /// The message is larger than the server's `max_payload`: nothing was stored.
+    TooLarge,
 }
 
 /// How long one attempt at a write waits for its acknowledgement; the write as a whole gets
@@ -481,17 +507,16 @@ impl ServerPool for NatsServer {
                 }
                 Err(e) => return Err(e),
             };
-            // The account's JetStream info, read raw: its shape changed across server versions.
-            let info = jetstream
-                .client()
-                .request("$JS.API.INFO", bytes::Bytes::new())
-                .await
-                .map_err(|e| anyhow!("NATS {} does not answer: {e}", self.address()))?;
-            let info: serde_json::Value = serde_json::from_slice(&info.payload)
-                .map_err(|e| anyhow!("NATS {}: unreadable JetStream info: {e}", self.address()))?;
-            match info.get("error") {
-                Some(error) => bail!("NATS {} has no JetStream for us: {error}", self.address()),
-                None => Ok(()),
+            // The account's JetStream info, read as plain JSON: async-nats's `query_account`
+            // wants fields that servers before 2.10 do not send (Debian's is 2.9).
+            let no_jetstream = |e: &dyn std::fmt::Display| {
+                anyhow!("NATS {} has no JetStream for us: {e}", self.address())
+            };
+            let info: Response<serde_json::Value> =
+                (jetstream.request("INFO", &()).await).map_err(|e| no_jetstream(&e))?;
+            match info {
+                Response::Ok(_) => Ok(()),
+                Response::Err { error } => Err(no_jetstream(&error)),
             }
         })
     }

@@ -298,6 +298,15 @@ impl Servers {
         Ok(pool)
     }
 
+    /// Makes `check` part of checking the pool with these settings, after the pool's own: at
+    /// startup as its `connect` says, and by readiness when `required` — for what a user of a
+    /// shared server needs beyond the server answering (a NATS store's bucket). Closed with it.
+    pub fn also_check(&mut self, config: &PoolConfig, check: Arc<dyn ServerPool>) {
+        if let Some(entry) = self.entries.iter_mut().find(|e| &e.config == config) {
+            entry.pool = Arc::new(Both(entry.pool.clone(), check));
+        }
+    }
+
     /// Connects the pools as configured: `required` ones now (an error stops the host),
     /// `eager` ones in the background (a warning naming the pool and address while the server
     /// is unreachable, retried until it answers). Also starts the idle reaper.
@@ -353,6 +362,28 @@ impl Servers {
         for entry in &self.entries {
             entry.pool.close();
         }
+    }
+}
+
+/// Two checks as one pool: the first, then the second.
+struct Both(Arc<dyn ServerPool>, Arc<dyn ServerPool>);
+
+impl ServerPool for Both {
+    fn check(&self) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
+        Box::pin(async move {
+            self.0.check().await?;
+            self.1.check().await
+        })
+    }
+
+    fn reap_idle(&self) {
+        self.0.reap_idle();
+        self.1.reap_idle();
+    }
+
+    fn close(&self) {
+        self.0.close();
+        self.1.close();
     }
 }
 

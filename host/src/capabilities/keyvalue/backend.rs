@@ -1,14 +1,17 @@
 //! The stores behind `wasi:keyvalue`: where each configured store lives (`[stores]`) and the
-//! operations of the interface on either kind — the embedded store on local disk
-//! ([`super::embedded`]) or a Redis server ([`super::redis`]).
+//! operations of the interface on each kind — the embedded store on local disk
+//! ([`super::embedded`]), a Redis server ([`super::redis`]) or a NATS JetStream key-value
+//! bucket ([`super::nats`]).
 
 use super::embedded::EmbeddedStore;
+use super::nats::{self, NatsStore};
 use super::redis;
+use crate::capabilities::nats::{NatsSection, NatsServer};
 use crate::capabilities::redis::RedisPool;
 use crate::capabilities::servers::{PoolConfig, PoolKind, Servers, check_url_scheme};
 use crate::secrets::Secret;
 use crate::tls::CaFile;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,7 +38,21 @@ pub enum StoreSection {
         /// As for pools: the CA that signs the server's certificate.
         ca_file: Option<PathBuf>,
     },
+    /// A JetStream key-value bucket on NATS, shared by every host configured with it.
+    Nats {
+        /// `url`, `creds_file`, `ca_file`, `connect`, as for `[cluster]`.
+        #[serde(flatten)]
+        server: NatsSection,
+        /// The bucket (default `hostel-kv`): letters, digits, '-' and '_'.
+        bucket: Option<String>,
+        /// Replicas of the bucket when the host creates it (default 1); a bucket that exists
+        /// is used as it is.
+        replicas: Option<usize>,
+    },
 }
+
+/// JetStream keeps at most this many replicas of a stream.
+const MAX_REPLICAS: usize = 5;
 
 /// Where a key-value store lives, after validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +60,13 @@ pub enum StoreConfig {
     Embedded(PathBuf),
     /// On the Redis pool with these settings (shared with a `[pools]` entry that has them).
     Redis(PoolConfig),
+    /// In a bucket on the NATS client with these settings (shared with `[cluster]` and other
+    /// stores that have them).
+    Nats {
+        server: PoolConfig,
+        bucket: String,
+        replicas: usize,
+    },
 }
 
 impl StoreSection {
@@ -58,8 +82,39 @@ impl StoreSection {
                     .with_context(|| format!("key `stores.{name}.ca_file`"))?;
                 StoreConfig::Redis(PoolConfig::redis(url, ca))
             }
+            StoreSection::Nats {
+                server,
+                bucket,
+                replicas,
+            } => {
+                let section = format!("stores.{name}");
+                let bucket = bucket.unwrap_or_else(|| nats::DEFAULT_BUCKET.to_string());
+                nats::check_bucket(&bucket, &format!("{section}.bucket"))?;
+                let replicas = replicas.unwrap_or(1);
+                if !(1..=MAX_REPLICAS).contains(&replicas) {
+                    bail!(
+                        "key `{section}.replicas`: {replicas} is not between 1 and {MAX_REPLICAS}"
+                    );
+                }
+                StoreConfig::Nats {
+                    server: server.resolve(&section, base)?,
+                    bucket,
+                    replicas,
+                }
+            }
         })
     }
+}
+
+/// What a compare-and-swap read, to be compared when it swaps: the value, and on NATS the
+/// entry's revision, which the swap is conditioned on (so that no write in between, even of
+/// the same bytes, goes unnoticed; the embedded store and Redis compare the value).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Current {
+    /// `None`: absent.
+    pub value: Option<Vec<u8>>,
+    /// NATS only, for a value present.
+    pub revision: Option<u64>,
 }
 
 /// A configured store, shared by every request of every tenant granted it.
@@ -68,16 +123,33 @@ pub enum Backend {
     Embedded(Arc<EmbeddedStore>),
     /// On a Redis pool, shared with `[pools]` entries of equal settings.
     Redis(Arc<RedisPool>),
+    /// In a NATS bucket, on the client shared by users of equal settings.
+    Nats(Arc<NatsStore>),
 }
 
 impl Backend {
     /// Opens a configured store; a Redis store shares the pool of `[pools]` entries with its
-    /// settings, and connects as they do.
+    /// settings, and connects as they do. A NATS store shares the client of its settings; its
+    /// bucket is opened on first use, and also whenever the client is checked (at startup
+    /// unless `connect = "lazy"`, and by readiness when `"required"`).
     pub fn open(name: &str, config: &StoreConfig, servers: &mut Servers) -> Result<Backend> {
         Ok(match config {
             StoreConfig::Embedded(path) => Backend::Embedded(EmbeddedStore::open(path)?),
             StoreConfig::Redis(pool) => {
                 Backend::Redis(servers.shared(name, pool, RedisPool::new)?)
+            }
+            StoreConfig::Nats {
+                server,
+                bucket,
+                replicas,
+            } => {
+                let store = NatsStore::new(
+                    NatsServer::shared(servers, name, server)?,
+                    bucket,
+                    *replicas,
+                );
+                servers.also_check(server, store.clone());
+                Backend::Nats(store)
             }
         })
     }
@@ -86,6 +158,7 @@ impl Backend {
         match self {
             Backend::Embedded(s) => blocking(move || s.get(&ns, &key)).await,
             Backend::Redis(r) => redis::get(&r, &ns, &key).await,
+            Backend::Nats(n) => n.get(&ns, &key).await,
         }
     }
 
@@ -107,6 +180,7 @@ impl Backend {
                 .await
             }
             Backend::Redis(r) => redis::set_many(&r, &ns, entries).await,
+            Backend::Nats(n) => n.set_many(&ns, entries).await,
         }
     }
 
@@ -124,6 +198,7 @@ impl Backend {
                 .await
             }
             Backend::Redis(r) => redis::delete(&r, &ns, &keys).await,
+            Backend::Nats(n) => n.delete_many(&ns, keys).await,
         }
     }
 
@@ -131,11 +206,13 @@ impl Backend {
         match self {
             Backend::Embedded(s) => blocking(move || Ok(s.get(&ns, &key)?.is_some())).await,
             Backend::Redis(r) => redis::exists(&r, &ns, &key).await,
+            Backend::Nats(n) => n.exists(&ns, &key).await,
         }
     }
 
     /// One page of keys, and the cursor of the next page if there is one. The cursor is
-    /// opaque to guests: a position for the embedded store, Redis's SCAN cursor for Redis.
+    /// opaque to guests: a position in key order for the embedded store and NATS, Redis's
+    /// SCAN cursor for Redis.
     pub async fn list_keys(
         self,
         ns: Arc<str>,
@@ -153,23 +230,47 @@ impl Backend {
                 blocking(move || s.list_keys(&ns, skip, LIST_PAGE)).await?
             }
             Backend::Redis(r) => redis::list_keys(&r, &ns, cursor, LIST_PAGE).await?,
+            Backend::Nats(n) => {
+                let skip = usize::try_from(cursor).unwrap_or(usize::MAX);
+                n.list_keys(&ns, skip, LIST_PAGE).await?
+            }
         };
         Ok((keys, cursor.map(|c| c.to_string())))
     }
 
-    /// Sets `key` to `value` only if it still holds `expected` (`None`: absent); whether it did.
+    /// Reads `key` for a compare-and-swap: what [`Backend::swap`] compares with.
+    pub async fn read_for_swap(self, ns: Arc<str>, key: String) -> Result<Current> {
+        match self {
+            Backend::Nats(n) => Ok(match n.read(&ns, &key).await? {
+                Some((value, revision)) => Current {
+                    value: Some(value),
+                    revision: Some(revision),
+                },
+                None => Current::default(),
+            }),
+            other => Ok(Current {
+                value: other.get(ns, key).await?,
+                revision: None,
+            }),
+        }
+    }
+
+    /// Sets `key` to `value` only if it is still as `expected` read it (absent, if it was);
+    /// whether it was.
     pub async fn swap(
         self,
         ns: Arc<str>,
         key: String,
-        expected: Option<Vec<u8>>,
+        expected: Current,
         value: Vec<u8>,
     ) -> Result<bool> {
+        let old = expected.value;
         match self {
             Backend::Embedded(s) => {
-                blocking(move || s.swap(&ns, &key, expected.as_deref(), &value)).await
+                blocking(move || s.swap(&ns, &key, old.as_deref(), &value)).await
             }
-            Backend::Redis(r) => redis::swap(&r, &ns, &key, expected.as_deref(), &value).await,
+            Backend::Redis(r) => redis::swap(&r, &ns, &key, old.as_deref(), &value).await,
+            Backend::Nats(n) => n.swap(&ns, &key, expected.revision, value).await,
         }
     }
 
@@ -177,6 +278,7 @@ impl Backend {
         match self {
             Backend::Embedded(s) => blocking(move || s.increment(&ns, &key, delta)).await,
             Backend::Redis(r) => redis::increment(&r, &ns, &key, delta).await,
+            Backend::Nats(n) => n.increment(&ns, &key, delta).await,
         }
     }
 
@@ -184,6 +286,7 @@ impl Backend {
         match self {
             Backend::Embedded(s) => blocking(move || s.get_many(&ns, keys)).await,
             Backend::Redis(r) => redis::get_many(&r, &ns, keys).await,
+            Backend::Nats(n) => n.get_many(&ns, keys).await,
         }
     }
 }
@@ -193,4 +296,84 @@ async fn blocking<T: Send + 'static>(op: impl FnOnce() -> Result<T> + Send + 'st
     tokio::task::spawn_blocking(op)
         .await
         .context("key-value operation failed")?
+}
+
+#[cfg(test)]
+mod same_answers;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capabilities::servers::Connect;
+    use crate::sections::Table;
+    use std::collections::BTreeMap;
+
+    fn store(text: &str) -> Result<StoreConfig> {
+        let doc = Table::parse(text)?;
+        let mut stores: BTreeMap<String, StoreSection> = doc.get_or_default("stores")?;
+        let (name, section) = stores.pop_first().expect("one store");
+        section.resolve(&name, Path::new("/nonexistent"))
+    }
+
+    #[test]
+    fn a_nats_store_takes_the_connection_settings_a_bucket_and_replicas() {
+        let config = store(
+            "[stores.events]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222, nats://127.0.0.1:4223\"\n\
+             connect = \"required\"\nbucket = \"app_kv-1\"\nreplicas = 3\n",
+        )
+        .unwrap();
+        let StoreConfig::Nats {
+            server,
+            bucket,
+            replicas,
+        } = config
+        else {
+            panic!("{config:?}")
+        };
+        assert_eq!((bucket.as_str(), replicas), ("app_kv-1", 3));
+        assert_eq!(server.kind, PoolKind::Nats);
+        assert_eq!(server.connect, Connect::Required);
+
+        let defaults = store("[stores.s]\nkind = \"nats\"\nurl = \"nats://h:4222\"\n").unwrap();
+        let StoreConfig::Nats {
+            bucket, replicas, ..
+        } = defaults
+        else {
+            panic!("{defaults:?}")
+        };
+        assert_eq!((bucket.as_str(), replicas), ("hostel-kv", 1));
+    }
+
+    #[test]
+    fn a_bad_nats_store_is_refused_naming_the_key() {
+        for (text, key) in [
+            ("url = \"redis://h:6379\"\n", "stores.s.url"),
+            ("url = \"nats://h:4222,http://h\"\n", "stores.s.url"),
+            (
+                "url = \"nats://h:4222\"\nbucket = \"a.b\"\n",
+                "stores.s.bucket",
+            ),
+            (
+                "url = \"nats://h:4222\"\nbucket = \"\"\n",
+                "stores.s.bucket",
+            ),
+            (
+                "url = \"nats://h:4222\"\nreplicas = 0\n",
+                "stores.s.replicas",
+            ),
+            (
+                "url = \"nats://h:4222\"\nreplicas = 7\n",
+                "stores.s.replicas",
+            ),
+            (
+                "url = \"nats://h:4222\"\nca_file = \"nope.pem\"\n",
+                "stores.s.ca_file",
+            ),
+            ("url = \"nats://h:4222\"\nbuckett = \"x\"\n", "buckett"),
+        ] {
+            let text = format!("[stores.s]\nkind = \"nats\"\n{text}");
+            let e = format!("{:#}", store(&text).unwrap_err());
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
 }

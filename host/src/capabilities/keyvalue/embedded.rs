@@ -2,6 +2,7 @@
 //! under concurrent requests (redb serialises writers), no server needed. Each tenant's keys
 //! live in a table of its own.
 
+use super::counter;
 use anyhow::{Context, Result};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use std::path::Path;
@@ -98,17 +99,11 @@ impl EmbeddedStore {
         })
     }
 
-    /// Adds `delta` to the decimal counter at `key` (missing counts as 0) in one transaction.
+    /// Adds `delta` to the counter at `key` ([`counter::next`]) in one transaction.
     pub fn increment(&self, table: &str, key: &str, delta: i64) -> Result<i64> {
         self.write(table, |t| {
-            let current = match t.get(key)? {
-                None => 0,
-                Some(value) => parse_counter(value.value())
-                    .with_context(|| format!("key {key:?} does not hold a counter"))?,
-            };
-            let next = current
-                .checked_add(delta)
-                .with_context(|| format!("counter {key:?} would overflow"))?;
+            let current = t.get(key)?.map(|value| value.value().to_vec());
+            let next = counter::next(key, current.as_deref(), delta)?;
             t.insert(key, next.to_string().as_bytes())?;
             Ok(next)
         })
@@ -128,9 +123,4 @@ impl EmbeddedStore {
         txn.commit()?;
         Ok(out)
     }
-}
-
-/// Counters are stored as decimal text, as Redis does, so data moves between backends as is.
-fn parse_counter(bytes: &[u8]) -> Result<i64> {
-    Ok(std::str::from_utf8(bytes)?.trim().parse()?)
 }
