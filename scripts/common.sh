@@ -119,4 +119,33 @@ need_test_servers() {
     else
         die "test servers missing: ${missing[*]}. Install them (Debian/Ubuntu: sudo apt-get install ${missing[*]}); the PostgreSQL tests need the server programs initdb and postgres"
     fi
+    need_recent_nats_server
+}
+
+# Clustered JetStream keeps compare-and-set writes serialisable from nats-server 2.10.19 on
+# (nats-server#4320, #5794); Hostel refuses older clustered servers. Debian 12 ships 2.9.10,
+# so on Debian 12 this installs Debian 13's package (a static Go binary; it needs only libc6
+# >= 2.34, which Debian 12 has) — fetched with a source list of its own, leaving the system's
+# sources as they are.
+NATS_MIN_VERSION=2.10.19
+need_recent_nats_server() {
+    local binary version lists
+    binary="$(command -v nats-server || echo /usr/sbin/nats-server)"
+    version="$("$binary" --version 2>/dev/null | sed -n 's/^nats-server: v//p')"
+    if [ -n "$version" ] && [ "$(printf '%s\n%s\n' "$NATS_MIN_VERSION" "$version" | sort -V | head -1)" = "$NATS_MIN_VERSION" ]; then
+        return
+    fi
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        die "nats-server ${version:-(none)} is older than $NATS_MIN_VERSION, which clustered JetStream needs for serialisable compare-and-set (nats-server#4320): install a newer one (Debian 13: apt-get install nats-server)"
+    fi
+    say "installing nats-server from Debian 13 (trixie): ${version:-none} is older than $NATS_MIN_VERSION"
+    lists="$(mktemp -d)"
+    mkdir -p "$lists/lists/partial"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" >"$lists/sources.list"
+    local options=(-o "Dir::Etc::SourceList=$lists/sources.list" -o Dir::Etc::SourceParts=/dev/null -o "Dir::State::Lists=$lists/lists" -o APT::Sandbox::User=root)
+    apt-get "${options[@]}" update -qq >/dev/null
+    (cd "$lists" && apt-get "${options[@]}" download -qq nats-server/trixie >/dev/null)
+    DEBIAN_FRONTEND=noninteractive dpkg -i "$lists"/nats-server_*.deb >/dev/null
+    (service nats-server stop || systemctl stop nats-server) >/dev/null 2>&1 || true
+    rm -rf "$lists"
 }

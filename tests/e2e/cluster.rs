@@ -66,8 +66,15 @@ impl Cluster {
 }
 
 async fn ready(host: &HostProcess) {
-    let reply = until_status(200, || get(&http1_client(), &host.admin_url("/readyz"))).await;
-    assert_eq!(reply.status, 200, "not ready: {}\n{}", reply.text(), host.log());
+    let (client, url) = (http1_client(), host.admin_url("/readyz"));
+    let reply = until_status(200, || get(&client, &url)).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "not ready: {}\n{}",
+        reply.text(),
+        host.log()
+    );
 }
 
 /// Waits (at most 20 s) until `path` answers `status` on every host.
@@ -121,26 +128,49 @@ fn counter() -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_deploy_through_one_host_is_served_by_all_and_a_late_host_is_ready_only_once_caught_up()
-{
+async fn a_deploy_through_one_host_is_served_by_all_and_a_late_host_is_ready_only_once_caught_up() {
     let mut cluster = Cluster::start(3, "").await;
     let hosts = &cluster.hosts;
-    let (status, body) = deploy(&hosts[0], OPERATOR, "acme", "counter", "/counter", &counter()).await;
+    let (status, body) = deploy(
+        &hosts[0],
+        OPERATOR,
+        "acme",
+        "counter",
+        "/counter",
+        &counter(),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     // The host that took the deploy serves it when it answers; the others follow.
-    let reply = get(&http1_client(), &hosts[0].url("/counter?peek")).await.unwrap();
+    let reply = get(&http1_client(), &hosts[0].url("/counter?peek"))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
     on_every_host(hosts, "/counter?peek", 200).await;
 
     let hello = std::fs::read(guest("hello")).unwrap();
     let (status, body) = deploy(&hosts[1], OPERATOR, "acme", "greeter", "/greet", &hello).await;
     assert_eq!(status, 201, "{body}");
-    let (status, body) = admin(&hosts[2], "DELETE", "/v1/tenants/acme/apps/counter", Some(OPERATOR), "").await;
+    let (status, body) = admin(
+        &hosts[2],
+        "DELETE",
+        "/v1/tenants/acme/apps/counter",
+        Some(OPERATOR),
+        "",
+    )
+    .await;
     assert_eq!(status, 204, "{body}");
     on_every_host(hosts, "/greet", 200).await;
     on_every_host(hosts, "/counter?peek", 404).await;
     // An app from the config is the config's, on every host.
-    let (status, _) = admin(&hosts[0], "DELETE", "/v1/tenants/acme/apps/hello", Some(OPERATOR), "").await;
+    let (status, _) = admin(
+        &hosts[0],
+        "DELETE",
+        "/v1/tenants/acme/apps/hello",
+        Some(OPERATOR),
+        "",
+    )
+    .await;
     assert_eq!(status, 409);
     let status = converged(&hosts[0], 3).await;
     assert!(
@@ -157,24 +187,40 @@ async fn a_deploy_through_one_host_is_served_by_all_and_a_late_host_is_ready_onl
         if probe.status == 200 {
             break;
         }
-        assert!(probe.text().contains("catching up") || probe.text().contains("starting"), "{}", probe.text());
+        assert!(
+            probe.text().contains("catching up") || probe.text().contains("starting"),
+            "{}",
+            probe.text()
+        );
         assert!(Instant::now() < deadline, "never ready: {}", late.log());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let reply = get(&client, &late.url("/greet")).await.unwrap();
-    assert_eq!(reply.status, 200, "ready, so it serves the set: {}", reply.text());
-    assert_eq!(get(&client, &late.url("/counter")).await.unwrap().status, 404);
+    assert_eq!(
+        reply.status,
+        200,
+        "ready, so it serves the set: {}",
+        reply.text()
+    );
+    assert_eq!(
+        get(&client, &late.url("/counter")).await.unwrap().status,
+        404
+    );
     cluster.hosts.push(late);
     converged(&cluster.hosts[3], 4).await;
     // Each host shows its own progress in its own series.
     for host in &cluster.hosts {
         let metrics = scrape(host, OPERATOR).await;
-        assert!(value(&metrics, "hostel_cluster_manifest_revision") > 0.0, "{metrics}");
+        assert!(
+            value(&metrics, "hostel_cluster_manifest_revision") > 0.0,
+            "{metrics}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_deployment_a_host_cannot_serve_is_reported_there_and_the_rest_of_the_set_still_applies() {
+async fn a_deployment_a_host_cannot_serve_is_reported_there_and_the_rest_of_the_set_still_applies()
+{
     // The third host runs an older config, without tenant globex (a rolling config change).
     let globex = "[tenants.globex]\nhosts = [\"globex.test\"]\n";
     let mut cluster = Cluster::start(2, globex).await;
@@ -193,11 +239,18 @@ async fn a_deployment_a_host_cannot_serve_is_reported_there_and_the_rest_of_the_
         .unwrap_or_else(|| panic!("no host reports a failure: {status}"));
     assert_eq!(third["failed"][0]["tenant"], "globex", "{status}");
     assert!(
-        third["failed"][0]["error"].as_str().unwrap().contains("not in this host's config"),
+        third["failed"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not in this host's config"),
         "{status}"
     );
     let metrics = scrape(&hosts[2], OPERATOR).await;
-    assert_eq!(value(&metrics, "hostel_cluster_apply_failures_total"), 1.0, "{metrics}");
+    assert_eq!(
+        value(&metrics, "hostel_cluster_apply_failures_total"),
+        1.0,
+        "{metrics}"
+    );
     // The hosts that have the tenant serve its app.
     for host in &hosts[..2] {
         let request = http::Request::get(host.url("/"))
@@ -252,13 +305,26 @@ async fn load<F: std::future::Future<Output = ()>>(
 
 /// The counts the counter answered; panics, showing them, if any request failed.
 fn counts(replies: &[(u16, String)]) -> Vec<u64> {
-    let failed: Vec<_> = replies.iter().filter(|(status, _)| *status != 200).collect();
-    assert!(failed.is_empty(), "{} of {} failed: {failed:?}", failed.len(), replies.len());
-    replies.iter().map(|(_, text)| text.trim().parse().unwrap()).collect()
+    let failed: Vec<_> = replies
+        .iter()
+        .filter(|(status, _)| *status != 200)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        replies.len()
+    );
+    replies
+        .iter()
+        .map(|(_, text)| text.trim().parse().unwrap())
+        .collect()
 }
 
 async fn peek(host: &HostProcess) -> u64 {
-    let reply = get(&http1_client(), &host.url("/counter?peek")).await.unwrap();
+    let reply = get(&http1_client(), &host.url("/counter?peek"))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
     reply.text().trim().parse().unwrap()
 }
@@ -267,11 +333,22 @@ async fn peek(host: &HostProcess) -> u64 {
 async fn increments_through_three_hosts_lose_nothing_and_usage_and_metrics_add_up_across_hosts() {
     let cluster = Cluster::start(3, "").await;
     let hosts = &cluster.hosts;
-    let (status, body) = deploy(&hosts[0], OPERATOR, "acme", "counter", "/counter", &counter()).await;
+    let (status, body) = deploy(
+        &hosts[0],
+        OPERATOR,
+        "acme",
+        "counter",
+        "/counter",
+        &counter(),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     on_every_host(hosts, "/counter?peek", 200).await;
     let balancer = cluster.balancer();
-    balancer.wait_until_up(3, Duration::from_secs(10)).await.unwrap();
+    balancer
+        .wait_until_up(3, Duration::from_secs(10))
+        .await
+        .unwrap();
 
     let replies = load(&balancer, "/counter", 12, 20, || async {}).await;
     let counts = counts(&replies);
@@ -291,7 +368,10 @@ async fn increments_through_three_hosts_lose_nothing_and_usage_and_metrics_add_u
         per_host.push(sample(&metrics, series).unwrap_or(0.0) as u64);
     }
     let total: u64 = per_host.iter().sum();
-    assert!(per_host.iter().all(|n| *n >= 40), "round robin: {per_host:?}");
+    assert!(
+        per_host.iter().all(|n| *n >= 40),
+        "round robin: {per_host:?}"
+    );
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let (status, usage) = admin(&hosts[1], "GET", "/v1/usage", Some(OPERATOR), "").await;
@@ -300,11 +380,17 @@ async fn increments_through_three_hosts_lose_nothing_and_usage_and_metrics_add_u
             .filter(|row| row["tenant"] == "acme" && row["app"] == "counter")
             .map(|row| row["requests"].as_u64().unwrap())
             .sum();
-        assert!(requests <= total, "usage counts more than was served: {requests} > {total}");
+        assert!(
+            requests <= total,
+            "usage counts more than was served: {requests} > {total}"
+        );
         if requests == total {
             break;
         }
-        assert!(Instant::now() < deadline, "usage {requests} of {total}: {usage}");
+        assert!(
+            Instant::now() < deadline,
+            "usage {requests} of {total}: {usage}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -312,12 +398,22 @@ async fn increments_through_three_hosts_lose_nothing_and_usage_and_metrics_add_u
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_killed_under_load_fails_no_request_through_haproxy_and_loses_no_write() {
     let mut cluster = Cluster::start(3, "").await;
-    let (status, body) =
-        deploy(&cluster.hosts[0], OPERATOR, "acme", "counter", "/counter", &counter()).await;
+    let (status, body) = deploy(
+        &cluster.hosts[0],
+        OPERATOR,
+        "acme",
+        "counter",
+        "/counter",
+        &counter(),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     on_every_host(&cluster.hosts, "/counter?peek", 200).await;
     let balancer = cluster.balancer();
-    balancer.wait_until_up(3, Duration::from_secs(10)).await.unwrap();
+    balancer
+        .wait_until_up(3, Duration::from_secs(10))
+        .await
+        .unwrap();
 
     let victim = cluster.hosts.remove(1);
     let replies = load(&balancer, "/counter", 8, 40, || async move {
@@ -331,12 +427,24 @@ async fn a_host_killed_under_load_fails_no_request_through_haproxy_and_loses_no_
     let stored = peek(&cluster.hosts[0]).await;
     // Every acknowledged increment is stored. HAProxy replays a request whose host died
     // before answering, so one the dead host had already stored can count twice.
-    assert!(stored >= answered, "lost writes: {stored} stored, {answered} acknowledged");
+    assert!(
+        stored >= answered,
+        "lost writes: {stored} stored, {answered} acknowledged"
+    );
     let distinct: BTreeSet<u64> = counts.iter().copied().collect();
     assert_eq!(distinct.len(), counts.len(), "two answers saw one count");
-    eprintln!("{answered} acknowledged, {stored} stored, {} replayed", stored - answered);
-    assert!(stored - answered <= 8, "at most one replay per client in flight");
-    balancer.wait_until_up(2, Duration::from_secs(10)).await.unwrap();
+    eprintln!(
+        "{answered} acknowledged, {stored} stored, {} replayed",
+        stored - answered
+    );
+    assert!(
+        stored - answered <= 8,
+        "at most one replay per client in flight"
+    );
+    balancer
+        .wait_until_up(2, Duration::from_secs(10))
+        .await
+        .unwrap();
     // A host restarted on the same config catches up and serves again.
     cluster.add_host(None).await;
     assert_eq!(peek(cluster.hosts.last().unwrap()).await, stored);
@@ -345,12 +453,22 @@ async fn a_host_killed_under_load_fails_no_request_through_haproxy_and_loses_no_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_nats_node_lost_and_restarted_changes_nothing_a_client_sees() {
     let mut cluster = Cluster::start(3, "").await;
-    let (status, body) =
-        deploy(&cluster.hosts[0], OPERATOR, "acme", "counter", "/counter", &counter()).await;
+    let (status, body) = deploy(
+        &cluster.hosts[0],
+        OPERATOR,
+        "acme",
+        "counter",
+        "/counter",
+        &counter(),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     on_every_host(&cluster.hosts, "/counter?peek", 200).await;
     let balancer = cluster.balancer();
-    balancer.wait_until_up(3, Duration::from_secs(10)).await.unwrap();
+    balancer
+        .wait_until_up(3, Duration::from_secs(10))
+        .await
+        .unwrap();
 
     let nats = &mut cluster.nats;
     let hello = std::fs::read(guest("hello")).unwrap();
@@ -365,8 +483,16 @@ async fn a_nats_node_lost_and_restarted_changes_nothing_a_client_sees() {
     .await;
     let counts = counts(&replies);
     let distinct: BTreeSet<u64> = counts.iter().copied().collect();
-    assert_eq!(distinct.len(), counts.len(), "two answers saw one count: {counts:?}");
-    assert_eq!(peek(&cluster.hosts[1]).await, counts.len() as u64, "every write once");
+    assert_eq!(
+        distinct.len(),
+        counts.len(),
+        "two answers saw one count: {counts:?}"
+    );
+    assert_eq!(
+        peek(&cluster.hosts[1]).await,
+        counts.len() as u64,
+        "every write once"
+    );
     on_every_host(&cluster.hosts, "/greet", 200).await;
 }
 
@@ -374,7 +500,15 @@ async fn a_nats_node_lost_and_restarted_changes_nothing_a_client_sees() {
 async fn with_nats_gone_hosts_serve_the_last_set_refuse_deploys_and_recover_without_a_restart() {
     let mut cluster = Cluster::start(2, "").await;
     let hosts = &cluster.hosts;
-    let (status, body) = deploy(&hosts[0], OPERATOR, "acme", "counter", "/counter", &counter()).await;
+    let (status, body) = deploy(
+        &hosts[0],
+        OPERATOR,
+        "acme",
+        "counter",
+        "/counter",
+        &counter(),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     on_every_host(hosts, "/counter?peek", 200).await;
     let client = http1_client();
@@ -390,18 +524,32 @@ async fn with_nats_gone_hosts_serve_the_last_set_refuse_deploys_and_recover_with
         assert!(reply.text().contains("unavailable"), "{}", reply.text());
         assert!(reply.request_id().is_some());
         // Still ready: with NATS gone for every host, taking them out would serve no one.
-        assert_eq!(get(&client, &host.admin_url("/readyz")).await.unwrap().status, 200);
+        assert_eq!(
+            get(&client, &host.admin_url("/readyz"))
+                .await
+                .unwrap()
+                .status,
+            200
+        );
     }
     let hello = std::fs::read(guest("hello")).unwrap();
     let (status, body) = deploy(&hosts[1], OPERATOR, "acme", "greeter", "/greet", &hello).await;
     assert_eq!(status, 503, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("unavailable"), "{body}");
-    let (status, _) = admin(&hosts[1], "DELETE", "/v1/tenants/acme/apps/counter", Some(OPERATOR), "").await;
+    assert!(
+        body["error"].as_str().unwrap().contains("unavailable"),
+        "{body}"
+    );
+    let (status, _) = admin(
+        &hosts[1],
+        "DELETE",
+        "/v1/tenants/acme/apps/counter",
+        Some(OPERATOR),
+        "",
+    )
+    .await;
     assert_eq!(status, 503);
 
-    for i in 0..3 {
-        cluster.nats.restart(i).unwrap();
-    }
+    cluster.nats.restart_all().unwrap();
     let hosts = &cluster.hosts;
     on_every_host(hosts, "/counter?peek", 200).await;
     let reply = until_status(201, || async {
@@ -415,5 +563,9 @@ async fn with_nats_gone_hosts_serve_the_last_set_refuse_deploys_and_recover_with
     .await;
     assert_eq!(reply.status, 201, "{}", reply.text());
     on_every_host(hosts, "/greet", 200).await;
-    assert_eq!(peek(&hosts[0]).await, 0, "the failed increments stored nothing");
+    assert_eq!(
+        peek(&hosts[0]).await,
+        0,
+        "the failed increments stored nothing"
+    );
 }

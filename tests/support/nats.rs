@@ -338,6 +338,18 @@ impl NatsCluster {
         Ok(())
     }
 
+    /// Starts every node that is not running (after [`NatsCluster::kill`]), then waits for a
+    /// meta leader: one node alone, of a cluster lost whole, could not elect one.
+    pub fn restart_all(&mut self) -> Result<()> {
+        for node in &mut self.nodes {
+            if node.child.is_none() {
+                node.start()?;
+            }
+        }
+        self.wait_for_meta_leader();
+        Ok(())
+    }
+
     /// Kills every node.
     pub fn stop_all(&mut self) {
         for node in &mut self.nodes {

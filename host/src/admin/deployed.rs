@@ -55,7 +55,11 @@ impl DeployedSet {
 
     /// The deployed set a change starts from: on one host, what it serves; in a cluster, the
     /// manifest the host last applied (with any deployment that did not load here).
-    pub fn current(&self, change: &Change<'_>, installed: &[(AppKey, Installed)]) -> Vec<Deployment> {
+    pub fn current(
+        &self,
+        change: &Change<'_>,
+        installed: &[(AppKey, Installed)],
+    ) -> Vec<Deployment> {
         match change {
             Change::Local(_) => super::deployed(installed, None),
             Change::Cluster(applied) => applied.manifest.apps.clone(),

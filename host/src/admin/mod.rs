@@ -446,7 +446,10 @@ impl Admin {
             }
             // In a cluster the set names apps that may not have loaded on this host.
             let current = self.set.current(&change, &installed);
-            if !current.iter().any(|d| (&d.tenant, &d.app) == (&key.0, &key.1)) {
+            if !current
+                .iter()
+                .any(|d| (&d.tenant, &d.app) == (&key.0, &key.1))
+            {
                 return Err(no_app(key));
             }
             let mut set = self.set.current(&change, &installed);
@@ -539,7 +542,10 @@ impl ApiError {
 }
 
 /// The deployed (not configured) apps, without `except`.
-pub(crate) fn deployed(installed: &[(AppKey, Installed)], except: Option<&AppKey>) -> Vec<Deployment> {
+pub(crate) fn deployed(
+    installed: &[(AppKey, Installed)],
+    except: Option<&AppKey>,
+) -> Vec<Deployment> {
     installed
         .iter()
         .filter(|(k, _)| Some(k) != except)

@@ -22,6 +22,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
+/// The oldest nats-server that keeps compare-and-set writes of a clustered stream
+/// serialisable (nats-server#4320 fixed in 2.9.21, #5794 in 2.10.19).
+const MIN_CLUSTERED_VERSION: [u64; 3] = [2, 10, 19];
+
 /// How long a JetStream call (a write's acknowledgement, a read) may take before it fails.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long after losing its server a call waits for the client to reconnect (to another
@@ -101,6 +105,8 @@ pub struct NatsServer {
     connections: tokio::sync::watch::Sender<u64>,
     /// When the client lost its server, while it has not reconnected.
     lost_at: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
+    /// The connection (a count of `connections`) whose server version was found fit.
+    version_checked: std::sync::atomic::AtomicU64,
 }
 
 impl NatsServer {
@@ -115,6 +121,7 @@ impl NatsServer {
             meter: metrics.pool(name),
             connections: tokio::sync::watch::Sender::new(0),
             lost_at: Arc::default(),
+            version_checked: std::sync::atomic::AtomicU64::new(u64::MAX),
         }))
     }
 
@@ -166,7 +173,65 @@ impl NatsServer {
                 self.name
             );
         }
+        self.check_version(client)?;
         Ok(jetstream)
+    }
+
+    /// Refuses a clustered server older than [`MIN_CLUSTERED_VERSION`], once per connection.
+    fn check_version(&self, client: &async_nats::Client) -> Result<()> {
+        let connection = *self.connections.borrow();
+        if self.version_checked.load(Ordering::Relaxed) == connection {
+            return Ok(());
+        }
+        let info = client.server_info();
+        let version: Vec<u64> = (info.version.split(['.', '-']))
+            .take(3)
+            .map(|part| part.parse().unwrap_or(0))
+            .collect();
+        if info.cluster.is_some() && version.as_slice() < MIN_CLUSTERED_VERSION.as_slice() {
+            bail!(
+                "NATS {} runs nats-server {} in a cluster: before {}, clustered JetStream can \
+                 accept two compare-and-set writes of one key (nats-server#4320, #5794), which \
+                 would lose deploys and key-value writes; upgrade the NATS servers",
+                self.address(),
+                info.version,
+                MIN_CLUSTERED_VERSION.map(|n| n.to_string()).join("."),
+            );
+        }
+        self.version_checked.store(connection, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Runs the read `op` until it succeeds, retried (within [`CALL_TIMEOUT`] twice over)
+    /// while it fails for want of an answer — a node lost, a stream electing its leader —
+    /// and not when it fails for a reason (`retry` says which errors are worth it).
+    pub async fn retrying<T, E, F>(
+        &self,
+        mut op: impl FnMut() -> F,
+        retry: impl Fn(&E) -> bool,
+    ) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT * 2;
+        let mut delay = Duration::from_millis(25);
+        loop {
+            let outcome = match tokio::time::timeout(ATTEMPT_TIMEOUT, op()).await {
+                Ok(outcome) => outcome,
+                Err(_) if tokio::time::Instant::now() + delay < deadline => {
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                Err(_) => return op().await,
+            };
+            match outcome {
+                Err(e) if retry(&e) && tokio::time::Instant::now() + delay < deadline => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(400));
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     /// Waits until the client is connected again, at most until [`RECONNECT_WAIT`] after it
@@ -220,7 +285,8 @@ impl NatsServer {
             })
             .event_callback(move |event| {
                 let (connections, address) = (connections.clone(), address.clone());
-                let (lost_at, first_attempt_failed) = (lost_at.clone(), first_attempt_failed.clone());
+                let (lost_at, first_attempt_failed) =
+                    (lost_at.clone(), first_attempt_failed.clone());
                 async move {
                     match event {
                         async_nats::Event::Connected => {

@@ -57,6 +57,9 @@ pub struct Cluster {
     applied: Mutex<Applied>,
     /// The applied revision, for whoever waits for this host to move on.
     progress: watch::Sender<u64>,
+    /// This host's latest progress, written under `hosts.ID` by one reporter task
+    /// ([`Cluster::start`]), so that reports land in order and a failed one is retried.
+    reports: watch::Sender<Option<Progress>>,
 }
 
 struct Buckets {
@@ -122,6 +125,7 @@ impl Cluster {
             buckets: OnceCell::new(),
             applied: Mutex::new(Applied::default()),
             progress: watch::Sender::new(0),
+            reports: watch::Sender::new(None),
         }))
     }
 
@@ -134,6 +138,36 @@ impl Cluster {
     pub fn start(self: &Arc<Self>) {
         let cluster = self.clone();
         tokio::spawn(async move { cluster.follow().await });
+        let cluster = Arc::downgrade(self);
+        let mut reports = self.reports.subscribe();
+        tokio::spawn(async move {
+            while reports.changed().await.is_ok() {
+                let Some(progress) = reports.borrow_and_update().clone() else {
+                    continue;
+                };
+                let Some(cluster) = cluster.upgrade() else {
+                    break;
+                };
+                // Until written, or replaced by a newer report.
+                while let Err(e) = cluster.write_report(&progress).await {
+                    tracing::debug!("progress not reported, retrying: {e:#}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if reports.has_changed().unwrap_or(true) {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+
+    async fn write_report(&self, progress: &Progress) -> Result<()> {
+        let deployments = &self.buckets().await?.deployments;
+        let key = format!("hosts.{}", self.host_id);
+        let value = Bytes::from(serde_json::to_vec(progress).expect("serialises"));
+        (self.nats)
+            .write(deployments, &key, value, Expect::Anything, None)
+            .await
+            .map(drop)
     }
 
     /// Opens the buckets, creating those that do not exist yet. Fails at once while NATS is
@@ -284,7 +318,7 @@ impl Cluster {
                 return Ok(());
             }
         };
-        let (changes, failed) = self.load_changes(&manifest).await?;
+        let (changes, failed) = self.load_changes(&manifest, &applied.failed).await?;
         let before = self.host.installed();
         for (key, app) in &changes {
             let kind = match (app, before.iter().any(|(k, _)| k == key)) {
@@ -296,7 +330,12 @@ impl Cluster {
         }
         let count = changes.len();
         self.host.change(changes);
-        for failure in &failed {
+        for failure in failed.iter().filter(|f| {
+            !applied
+                .failed
+                .iter()
+                .any(|k| k.digest == f.digest && k.app == f.app && k.tenant == f.tenant)
+        }) {
             tracing::error!(
                 revision,
                 tenant = %failure.tenant,
@@ -309,7 +348,11 @@ impl Cluster {
             self.host.metrics().cluster_apply_failed();
         }
         if count > 0 {
-            tracing::info!(revision, changes = count, "serving the cluster's deployed set");
+            tracing::info!(
+                revision,
+                changes = count,
+                "serving the cluster's deployed set"
+            );
         }
         applied.revision = revision;
         applied.manifest = manifest;
@@ -324,6 +367,7 @@ impl Cluster {
     async fn load_changes(
         &self,
         manifest: &Manifest,
+        known: &[Failure],
     ) -> Result<(Vec<(AppKey, Option<Installed>)>, Vec<Failure>)> {
         let installed = self.host.installed();
         let serving = |key: &AppKey| installed.iter().find(|(k, _)| k == key).map(|(_, i)| i);
@@ -348,11 +392,27 @@ impl Cluster {
                 }) if current.digest == deployment.digest && current.route == deployment.route => {
                     if current != deployment {
                         let origin = Origin::Deployed(deployment.clone());
-                        changes.push((key, Some(Installed { app: app.clone(), origin })));
+                        changes.push((
+                            key,
+                            Some(Installed {
+                                app: app.clone(),
+                                origin,
+                            }),
+                        ));
                     }
                     continue;
                 }
                 _ => {}
+            }
+            // What did not load here will not: the host, its config and the component are as
+            // they were.
+            let digest = format!("sha256:{}", deployment.digest);
+            if let Some(failure) = known
+                .iter()
+                .find(|f| (&f.tenant, &f.app, &f.digest) == (&key.0, &key.1, &digest))
+            {
+                failed.push(failure.clone());
+                continue;
             }
             let bytes = self.component(&deployment.digest).await?;
             let host = self.host.clone();
@@ -371,13 +431,18 @@ impl Cluster {
             failed.push(Failure {
                 tenant: key.0,
                 app: key.1,
-                digest: format!("sha256:{}", deployment.digest),
+                digest,
                 error,
             });
         }
         for (key, app) in &installed {
             let deployed = matches!(app.origin, Origin::Deployed(_));
-            if deployed && !manifest.apps.iter().any(|d| (&d.tenant, &d.app) == (&key.0, &key.1)) {
+            if deployed
+                && !manifest
+                    .apps
+                    .iter()
+                    .any(|d| (&d.tenant, &d.app) == (&key.0, &key.1))
+            {
                 changes.push((key.clone(), None));
             }
         }
@@ -402,27 +467,15 @@ impl Cluster {
         Ok(bytes)
     }
 
-    /// Writes this host's progress under `hosts.ID` (in the background: a report is
-    /// informational, and the next one replaces it).
+    /// Hands this host's progress to the reporter, which writes it under `hosts.ID`.
     fn report(&self, applied: &Applied) {
-        let progress = Progress {
+        self.host.metrics().cluster_revision(applied.revision);
+        self.reports.send_replace(Some(Progress {
             host: self.host_id.clone(),
             revision: applied.revision,
             failed: applied.failed.clone(),
             at: crate::admin::deployments::now(),
-        };
-        self.host.metrics().cluster_revision(applied.revision);
-        let Some(buckets) = self.buckets.get() else {
-            return;
-        };
-        let deployments = buckets.deployments.clone();
-        let key = format!("hosts.{}", self.host_id);
-        let value = Bytes::from(serde_json::to_vec(&progress).expect("serialises"));
-        tokio::spawn(async move {
-            if let Err(e) = deployments.put(&key, value).await {
-                tracing::debug!("progress not reported: {e}");
-            }
-        });
+        }));
     }
 
     /// The manifest's revision and every host's progress, for `GET /v1/cluster`.

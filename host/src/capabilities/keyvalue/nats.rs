@@ -31,15 +31,17 @@
 use crate::capabilities::nats::{Expect, NatsServer, Written};
 use crate::capabilities::servers::ServerPool;
 use anyhow::{Result, anyhow, bail};
+use async_nats::jetstream;
 use async_nats::jetstream::consumer::{self, DeliverPolicy, ReplayPolicy, push};
-use async_nats::jetstream::context::{PublishError, PublishErrorKind, RequestError, RequestErrorKind};
+use async_nats::jetstream::context::{
+    PublishError, PublishErrorKind, RequestError, RequestErrorKind,
+};
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
-use async_nats::jetstream;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::{StreamExt, TryStreamExt};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::error::Error as StdError;
 use std::fmt::Display;
 use std::pin::Pin;
@@ -54,7 +56,7 @@ pub const DEFAULT_BUCKET: &str = "hostel-kv";
 pub const MAX_KEY_BYTES: usize = 2048;
 /// How often an increment that keeps meeting concurrent writers re-reads and tries again
 /// before it gives up with an error.
-const INCREMENT_TRIES: u32 = 50;
+const INCREMENT_TRIES: u32 = 200;
 /// Calls of one batch operation in flight at once.
 const IN_FLIGHT: usize = 64;
 /// The KV operation header and its values, as the KV protocol writes them (ADR-8).
@@ -125,6 +127,9 @@ pub struct NatsStore {
     /// Set once the bucket was opened (or created); a failed attempt leaves it empty, so the
     /// next call tries again.
     store: OnceCell<kv::Store>,
+    /// Increments of one key on this host take turns, so that they contend with other hosts'
+    /// only, not with each other: by key, while any holds or waits for it.
+    incrementing: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl NatsStore {
@@ -134,6 +139,7 @@ impl NatsStore {
             bucket: bucket.to_string(),
             replicas,
             store: OnceCell::new(),
+            incrementing: Default::default(),
         })
     }
 
@@ -166,7 +172,11 @@ impl NatsStore {
         operation: Option<&'static str>,
     ) -> Result<bool> {
         let len = value.len();
-        match self.server.write(kv, kv_key, value.into(), expect, operation).await? {
+        match self
+            .server
+            .write(kv, kv_key, value.into(), expect, operation)
+            .await?
+        {
             Written::At(_) => Ok(true),
             Written::Conflict => Ok(false),
             Written::TooLarge => bail!(
@@ -203,7 +213,11 @@ impl NatsStore {
     /// a write — on this host or another — sees it, as on the embedded store.
     async fn entry(&self, kv: &kv::Store, kv_key: &str, key: &str) -> Result<Option<Last>> {
         let full = format!("{}{kv_key}", kv.prefix);
-        match kv.stream.get_last_raw_message_by_subject(&full).await {
+        let read = self.server.retrying(
+            || kv.stream.get_last_raw_message_by_subject(&full),
+            |e| e.kind() != LastRawMessageErrorKind::NoMessageFound && no_answer(e),
+        );
+        match read.await {
             Ok(message) => Ok(Some(Last {
                 revision: message.sequence,
                 value: (!is_marker(&message.headers)).then(|| message.payload.to_vec()),
@@ -286,7 +300,9 @@ impl NatsStore {
         futures_util::stream::iter(deletes)
             .map(|(kv_key, key)| async move {
                 let purge = Some("PURGE");
-                (self.write(kv, (&kv_key, &key), Vec::new(), Expect::Anything, purge).await)
+                (self
+                    .write(kv, (&kv_key, &key), Vec::new(), Expect::Anything, purge)
+                    .await)
                     .map(drop)
             })
             .buffer_unordered(IN_FLIGHT)
@@ -307,19 +323,28 @@ impl NatsStore {
         let kv = self.kv().await?;
         let at = (kv_key.as_str(), key);
         match revision {
-            Some(revision) => self.write(kv, at, value, Expect::Revision(revision), None).await,
+            Some(revision) => {
+                self.write(kv, at, value, Expect::Revision(revision), None)
+                    .await
+            }
             // Absent also means deleted: over a delete or purge marker the write names the
             // marker's revision, so a key deleted since counts as absent, as it does on the
             // embedded store.
             None => {
-                if self.write(kv, at, value.clone(), Expect::Absent, None).await? {
+                if self
+                    .write(kv, at, value.clone(), Expect::Absent, None)
+                    .await?
+                {
                     return Ok(true);
                 }
                 match self.entry(kv, &kv_key, key).await? {
                     Some(Last {
                         revision,
                         value: None,
-                    }) => self.write(kv, at, value, Expect::Revision(revision), None).await,
+                    }) => {
+                        self.write(kv, at, value, Expect::Revision(revision), None)
+                            .await
+                    }
                     _ => Ok(false),
                 }
             }
@@ -331,6 +356,24 @@ impl NatsStore {
     /// so that contending hosts spread out.
     pub async fn increment(&self, ns: &str, key: &str, delta: i64) -> Result<i64> {
         let kv_key = bucket_key(ns, key)?;
+        let turn = {
+            let mut turns = self.incrementing.lock().expect("increment turns");
+            turns.entry(kv_key.clone()).or_default().clone()
+        };
+        let incremented = {
+            let _turn = turn.lock().await;
+            self.increment_now(&kv_key, key, delta).await
+        };
+        // The last one out removes the key's turn (the map holds one reference, `turn` one).
+        let mut turns = self.incrementing.lock().expect("increment turns");
+        if Arc::strong_count(&turn) == 2 {
+            turns.remove(&kv_key);
+        }
+        incremented
+    }
+
+    async fn increment_now(&self, kv_key: &str, key: &str, delta: i64) -> Result<i64> {
+        let kv_key = kv_key.to_string();
         let kv = self.kv().await?;
         for attempt in 0..INCREMENT_TRIES {
             let entry = self.entry(kv, &kv_key, key).await?;
@@ -474,11 +517,10 @@ fn is_marker(headers: &async_nats::HeaderMap) -> bool {
 /// The pause before the `attempt`-th retry of an increment: random, up to 1 ms doubled per
 /// attempt (at most 16 ms).
 fn backoff(attempt: u32) -> Duration {
-    let ceiling = 1000u64 << attempt.min(4);
+    let ceiling = 1000u64 << attempt.min(6);
     let random = getrandom::u64().unwrap_or(ceiling / 2);
     Duration::from_micros(random % ceiling)
 }
-
 
 /// Whether NATS did not answer, anywhere in the chain of causes: timed out, no responders,
 /// the connection broke.
@@ -512,7 +554,6 @@ fn no_answer(e: &(dyn StdError + 'static)) -> bool {
     }
     false
 }
-
 
 #[cfg(test)]
 mod tests {
