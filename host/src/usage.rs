@@ -8,12 +8,11 @@
 //! next flush starts, and a crash loses at most what was counted since the last one. A flush
 //! that fails puts what it took back, to be written next time.
 
-use crate::cluster::Cluster;
-use crate::cluster::usage::ClusterUsage;
 use crate::metrics::{Amounts, Metrics};
 use anyhow::{Context, Result};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -33,13 +32,21 @@ pub struct UsageLedger {
     flushing: tokio::sync::Mutex<()>,
 }
 
-/// Where the hours are kept.
-enum Store {
-    /// A redb database in the host's state folder.
-    Local(Arc<LocalLedger>),
-    /// The cluster's usage bucket, shared by every host ([`ClusterUsage`]).
-    Cluster(ClusterUsage),
+/// A future of a store's, boxed so that the store can be chosen at startup.
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// Where the hours are kept: a redb database beside the host ([`UsageLedger::open`]) or, in
+/// cluster mode, the cluster's usage bucket ([`crate::cluster::usage`]).
+pub trait HourStore: Send + Sync + 'static {
+    /// Adds `taken` — (tenant, app, amounts) — to the hour starting at `hour`, in one write.
+    fn add<'a>(&'a self, hour: u64, taken: &'a [(String, String, Amounts)]) -> Pending<'a, ()>;
+    /// The buckets of the hours that overlap `from..to`, of `tenant` only when given, in
+    /// (hour, tenant, app) order.
+    fn query<'a>(&'a self, from: u64, to: u64, tenant: Option<&'a str>)
+    -> Pending<'a, Vec<Bucket>>;
 }
+
+type Store = Box<dyn HourStore>;
 
 struct LocalLedger {
     db: redb::Database,
@@ -73,15 +80,11 @@ impl UsageLedger {
             db,
             path: path.to_path_buf(),
         };
-        Ok(UsageLedger::new(Store::Local(Arc::new(local)), metrics))
+        Ok(UsageLedger::new(Box::new(Arc::new(local)), metrics))
     }
 
-    /// The cluster's ledger, kept in its usage bucket.
-    pub fn clustered(cluster: Arc<Cluster>, metrics: Arc<Metrics>) -> UsageLedger {
-        UsageLedger::new(Store::Cluster(ClusterUsage::new(cluster)), metrics)
-    }
-
-    fn new(store: Store, metrics: Arc<Metrics>) -> UsageLedger {
+    /// A ledger keeping its hours in `store`, taking usage from `metrics`.
+    pub fn new(store: Store, metrics: Arc<Metrics>) -> UsageLedger {
         UsageLedger {
             store,
             metrics,
@@ -92,26 +95,12 @@ impl UsageLedger {
     /// Writes what was counted since the last flush into the current hour.
     pub async fn flush(&self) -> Result<()> {
         let _one_at_a_time = self.flushing.lock().await;
-        let taken = Arc::new(self.metrics.take_usage());
+        let taken = self.metrics.take_usage();
         if taken.is_empty() {
             return Ok(());
         }
         let hour = now() / HOUR * HOUR;
-        let written = match &self.store {
-            Store::Local(local) => {
-                let (writer, taken) = (local.clone(), taken.clone());
-                tokio::task::spawn_blocking(move || writer.write(hour, &taken))
-                    .await
-                    .context("usage flush failed")
-                    .and_then(|written| {
-                        written.with_context(|| {
-                            format!("cannot write the usage ledger {}", local.path.display())
-                        })
-                    })
-            }
-            Store::Cluster(cluster) => (cluster.add(hour, &taken).await)
-                .context("cannot write usage to the cluster's usage bucket"),
-        };
+        let written = self.store.add(hour, &taken).await;
         if written.is_err() {
             self.metrics.give_back_usage(&taken);
         }
@@ -122,15 +111,7 @@ impl UsageLedger {
     /// given, in (hour, tenant, app) order. Flushes first, so the current hour is up to date.
     pub async fn query(&self, from: u64, to: u64, tenant: Option<&str>) -> Result<Vec<Bucket>> {
         self.flush().await?;
-        match &self.store {
-            Store::Local(local) => {
-                let (local, tenant) = (local.clone(), tenant.map(str::to_string));
-                tokio::task::spawn_blocking(move || local.query(from, to, tenant.as_deref()))
-                    .await
-                    .context("usage query failed")?
-            }
-            Store::Cluster(cluster) => cluster.query(from, to, tenant).await,
-        }
+        self.store.query(from, to, tenant).await
     }
 
     /// Flushes every [`FLUSH_INTERVAL`] until the ledger is dropped.
@@ -153,6 +134,33 @@ impl UsageLedger {
     }
 }
 
+impl HourStore for Arc<LocalLedger> {
+    fn add<'a>(&'a self, hour: u64, taken: &'a [(String, String, Amounts)]) -> Pending<'a, ()> {
+        let (ledger, taken) = (self.clone(), taken.to_vec());
+        Box::pin(async move {
+            let path = ledger.path.display().to_string();
+            tokio::task::spawn_blocking(move || ledger.write(hour, &taken))
+                .await
+                .context("usage flush failed")?
+                .with_context(|| format!("cannot write the usage ledger {path}"))
+        })
+    }
+
+    fn query<'a>(
+        &'a self,
+        from: u64,
+        to: u64,
+        tenant: Option<&'a str>,
+    ) -> Pending<'a, Vec<Bucket>> {
+        let (ledger, tenant) = (self.clone(), tenant.map(str::to_string));
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || ledger.read_hours(from, to, tenant.as_deref()))
+                .await
+                .context("usage query failed")?
+        })
+    }
+}
+
 impl LocalLedger {
     fn write(&self, hour: u64, taken: &[(String, String, Amounts)]) -> Result<()> {
         let transaction = self.db.begin_write()?;
@@ -172,7 +180,7 @@ impl LocalLedger {
         Ok(())
     }
 
-    fn query(&self, from: u64, to: u64, tenant: Option<&str>) -> Result<Vec<Bucket>> {
+    fn read_hours(&self, from: u64, to: u64, tenant: Option<&str>) -> Result<Vec<Bucket>> {
         let transaction = self.db.begin_read()?;
         let table = match transaction.open_table(BUCKETS) {
             Ok(table) => table,

@@ -213,9 +213,10 @@ async fn nats_going_away_is_an_error_at_once_and_service_resumes_when_it_is_back
     assert_eq!(count(&client, &host.url("/counter")).await, 1);
 
     nats.kill();
-    // The first call may still find the connection up (it is closing); then every call fails
-    // at once, well before any NATS timeout.
-    let _ = get(&client, &host.url("/counter")).await.unwrap();
+    // The first call waits (up to 3 s) for the client to reach another node — there is none;
+    // from then on every call fails at once, well before any NATS timeout.
+    let first = get(&client, &host.url("/counter")).await.unwrap();
+    assert_eq!(first.status, 500, "{}", first.text());
     for _ in 0..3 {
         let started = Instant::now();
         let reply = get(&client, &host.url("/counter")).await.unwrap();
@@ -299,4 +300,55 @@ async fn a_required_nats_store_that_is_down_stops_startup_and_readiness_follows_
     let reply = until_status(200, || get(&client, &readyz)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(count(&client, &host.url("/")).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_on_nats_over_tls_with_a_password_works_and_an_unknown_ca_is_refused() {
+    let ca = TestCa::new("nats").unwrap();
+    let nats = NatsServer::start_tls(&ca, Some(("hostel", "s3cret-pass"))).unwrap();
+    let url = format!("tls://hostel:s3cret-pass@127.0.0.1:{}", nats.port());
+    let ca_file = toml_path(&ca.cert_file());
+    let store = nats_store(
+        &url,
+        &format!("ca_file = {ca_file}\nconnect = \"required\"\n"),
+    );
+    let host = HostProcess::start(&counter_tenant(&store)).unwrap();
+    let client = http1_client();
+    assert_eq!(count(&client, &host.url("/tls")).await, 1);
+    assert_eq!(count(&client, &host.url("/tls")).await, 2);
+    assert!(
+        !host.log().contains("s3cret-pass"),
+        "the password stays out of the log"
+    );
+    drop(host);
+
+    // A CA the server's certificate does not chain to: no connection, and a required store
+    // stops the host at startup, naming the store's server.
+    let stranger = TestCa::new("stranger").unwrap();
+    let store = nats_store(
+        &url,
+        &format!(
+            "ca_file = {}\nconnect = \"required\"\n",
+            toml_path(&stranger.cert_file())
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hostel.toml"), counter_tenant(&store)).unwrap();
+    let (status, _, stderr) = hostel_output(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            "hostel.toml",
+        ],
+        dir.path(),
+    )
+    .unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("unreachable") && stderr.contains(&nats.port().to_string()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret-pass"), "{stderr}");
 }

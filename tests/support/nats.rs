@@ -2,6 +2,7 @@
 //! loopback ([`NatsCluster`]), each on free ports with its own store folder, stopped by PID
 //! (SIGKILL) when dropped.
 
+use crate::TestCa;
 use anyhow::{Context, Result, bail};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -58,7 +59,12 @@ struct Node {
 
 impl Node {
     /// Writes the node's config (`cluster`: its cluster port and its peers' route URLs).
-    fn new(dir: &Path, name: &str, cluster: Option<(&str, u16, Vec<u16>)>) -> Result<Node> {
+    fn new(
+        dir: &Path,
+        name: &str,
+        cluster: Option<(&str, u16, Vec<u16>)>,
+        extra: &str,
+    ) -> Result<Node> {
         let (port, monitor_port) = (free_port()?, free_port()?);
         let store = dir.join(name);
         std::fs::create_dir_all(&store)?;
@@ -66,6 +72,7 @@ impl Node {
             "server_name: {name}\nlisten: \"127.0.0.1:{port}\"\nhttp: \"127.0.0.1:{monitor_port}\"\n\
              jetstream {{\n  store_dir: {store:?}\n  max_memory_store: 64MB\n  max_file_store: 1GB\n}}\n",
         );
+        config.push_str(extra);
         if let Some((cluster_name, cluster_port, peers)) = cluster {
             let routes: Vec<String> = (peers.iter())
                 .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
@@ -181,11 +188,34 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub fn start() -> Result<NatsServer> {
+        Self::start_with(None, None)
+    }
+
+    /// A server that speaks TLS only, with a certificate for 127.0.0.1 signed by `ca`, and (if
+    /// given) wants this user and password.
+    pub fn start_tls(ca: &TestCa, login: Option<(&str, &str)>) -> Result<NatsServer> {
+        Self::start_with(Some(ca), login)
+    }
+
+    fn start_with(ca: Option<&TestCa>, login: Option<(&str, &str)>) -> Result<NatsServer> {
         let mut last = None;
         // Another process may take a port between our choosing it and the server binding it.
         for _ in 0..5 {
             let dir = tempfile::tempdir()?;
-            let mut node = Node::new(dir.path(), "n1", None)?;
+            let mut extra = String::new();
+            if let Some(ca) = ca {
+                let cert = ca.server_cert(&["127.0.0.1", "localhost"], dir.path(), "nats")?;
+                extra.push_str(&format!(
+                    "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n}}\n",
+                    cert.cert, cert.key
+                ));
+            }
+            if let Some((user, password)) = login {
+                extra.push_str(&format!(
+                    "authorization {{\n  user: {user:?}\n  password: {password:?}\n}}\n"
+                ));
+            }
+            let mut node = Node::new(dir.path(), "n1", None, &extra)?;
             match node.start() {
                 Ok(()) => {
                     let server = NatsServer { node, _dir: dir };
@@ -280,6 +310,7 @@ impl NatsCluster {
                 dir.path(),
                 &name,
                 Some(("hostel-test", cluster_port, peers)),
+                "",
             )?);
         }
         for node in &mut nodes {

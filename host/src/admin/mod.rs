@@ -24,6 +24,7 @@ pub mod scrape;
 use crate::Host;
 use crate::apps::{AppKey, Deployment, Installed, Origin, Source};
 use crate::cluster::Cluster;
+use crate::cluster::usage::ClusterUsage;
 use crate::config;
 use crate::health;
 use crate::names;
@@ -84,7 +85,7 @@ impl Admin {
         let (set, usage) = match cluster {
             Some(cluster) => (
                 DeployedSet::Cluster(cluster.clone()),
-                UsageLedger::clustered(cluster, metrics),
+                UsageLedger::new(Box::new(ClusterUsage::new(cluster)), metrics),
             ),
             None => {
                 let store = DeploymentStore::open(&admin.state)?;

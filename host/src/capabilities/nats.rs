@@ -325,6 +325,23 @@ impl NatsServer {
         } else if urls.iter().any(|u| u.tls_required()) {
             options = options.tls_client_config(tls::client_config(Verify::ChainAndName, None)?);
         }
+        // A login in the URL (`user:password@`, or `token@`): async-nats does not take it from
+        // there itself.
+        if let Some(url) = (self.config.url.expose().split(','))
+            .filter_map(|url| url::Url::parse(url.trim()).ok())
+            .find(|url| !url.username().is_empty())
+        {
+            let decode = |text: &str| {
+                percent_encoding::percent_decode_str(text)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            let user = decode(url.username());
+            options = match url.password() {
+                Some(password) => options.user_and_password(user, decode(password)),
+                None => options.token(user),
+            };
+        }
         if let Some(credentials) = &self.config.credentials {
             options = options
                 .credentials(credentials.expose())
@@ -405,19 +422,14 @@ impl NatsServer {
                 jetstream
                     .publish_with_headers(subject.clone(), headers.clone(), value.clone())
                     .await
-                    .map_err(|e| (Kind::Other, e.to_string()))?
+                    .map_err(|e| (e.kind(), e.to_string()))?
                     .await
                     .map_err(|e| (e.kind(), e.to_string()))
             };
             let error = match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await {
                 Ok(Ok(ack)) => return Ok(Written::At(ack.sequence)),
                 Ok(Err((Kind::WrongLastSequence, _))) => return Ok(Written::Conflict),
-                Ok(Err((Kind::MaxPayloadExceeded, e))) => {
-                    bail!(
-                        "the value is larger than NATS {} takes: {e}",
-                        self.address()
-                    )
-                }
+                Ok(Err((Kind::MaxPayloadExceeded, _))) => return Ok(Written::TooLarge),
                 Ok(Err((_, e))) => e,
                 Err(_) => "no acknowledgement in time".to_string(),
             };

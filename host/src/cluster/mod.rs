@@ -244,8 +244,16 @@ impl Cluster {
             .write(&buckets.deployments, MANIFEST, value, expect, None)
             .await
             .map_err(CommitError::Unavailable)?;
-        let Written::At(written) = written else {
-            return Err(CommitError::Conflict);
+        let written = match written {
+            Written::At(revision) => revision,
+            Written::Conflict => return Err(CommitError::Conflict),
+            Written::TooLarge => {
+                return Err(CommitError::Unavailable(anyhow!(
+                    "the deployed set ({} apps) is larger than NATS takes in one message: raise \
+                     the servers' max_payload, or remove apps",
+                    apps.len()
+                )));
+            }
         };
         applied.revision = written;
         applied.manifest = manifest;

@@ -4,8 +4,8 @@
 
 use super::Cluster;
 use crate::metrics::Amounts;
-use crate::usage::Bucket;
-use anyhow::{Result, anyhow, bail};
+use crate::usage::{Bucket, HourStore, Pending};
+use anyhow::{Context, Result, anyhow, bail};
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -27,8 +27,7 @@ impl ClusterUsage {
         ClusterUsage { cluster }
     }
 
-    /// Adds `taken` — (tenant, app, amounts) — to the hour starting at `hour`.
-    pub async fn add(&self, hour: u64, taken: &[(String, String, Amounts)]) -> Result<()> {
+    async fn add_hour(&self, hour: u64, taken: &[(String, String, Amounts)]) -> Result<()> {
         let bucket = self.cluster.usage_bucket().await?;
         let mut by_tenant: BTreeMap<&str, Vec<(&str, &Amounts)>> = BTreeMap::new();
         for (tenant, app, amounts) in taken {
@@ -40,9 +39,7 @@ impl ClusterUsage {
         Ok(())
     }
 
-    /// The buckets of the hours that overlap `from..to`, of `tenant` only when given, in
-    /// (hour, tenant, app) order.
-    pub async fn query(&self, from: u64, to: u64, tenant: Option<&str>) -> Result<Vec<Bucket>> {
+    async fn query_hours(&self, from: u64, to: u64, tenant: Option<&str>) -> Result<Vec<Bucket>> {
         let bucket = self.cluster.usage_bucket().await?;
         let nats = self.cluster.nats();
         let start = from / HOUR * HOUR;
@@ -83,7 +80,25 @@ impl ClusterUsage {
     }
 }
 
-pub(crate) const HOUR: u64 = 3600;
+impl HourStore for ClusterUsage {
+    fn add<'a>(&'a self, hour: u64, taken: &'a [(String, String, Amounts)]) -> Pending<'a, ()> {
+        Box::pin(async move {
+            (self.add_hour(hour, taken).await)
+                .context("cannot write usage to the cluster's usage bucket")
+        })
+    }
+
+    fn query<'a>(
+        &'a self,
+        from: u64,
+        to: u64,
+        tenant: Option<&'a str>,
+    ) -> Pending<'a, Vec<Bucket>> {
+        Box::pin(self.query_hours(from, to, tenant))
+    }
+}
+
+const HOUR: u64 = 3600;
 
 /// Adds `apps` to the key's totals with a compare-and-set, retried on conflicts.
 async fn add_to(bucket: &kv::Store, key: &str, apps: &[(&str, &Amounts)]) -> Result<()> {

@@ -282,9 +282,16 @@ async fn limits_and_outages_are_clear_errors_and_listing_an_empty_namespace_does
     assert_eq!(keys, [longest]);
 
     server.kill();
-    // The client notices the connection is gone (at once, on loopback); from then on every
-    // call fails at once with `unavailable`.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The client notices the connection is gone (at once, on loopback). Calls wait up to
+    // RECONNECT_WAIT for it to reach another node; after that every call fails at once with
+    // `unavailable`.
+    let first = Instant::now();
+    let e = format!(
+        "{:#}",
+        store.clone().get(ns(0), "k".into()).await.unwrap_err()
+    );
+    assert!(e.starts_with("unavailable:"), "{e}");
+    assert!(first.elapsed() <= crate::capabilities::nats::RECONNECT_WAIT + Duration::from_secs(1));
     for _ in 0..3 {
         let started = Instant::now();
         let e = format!(
