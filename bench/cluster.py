@@ -220,7 +220,7 @@ defaults
     mode http
     timeout connect 1s
     timeout client 10s
-    timeout server 10s
+    timeout server 30s
     timeout check 1s
 
 frontend hostel
@@ -234,7 +234,7 @@ backend hosts
     default-server inter 200ms fall 2 rise 2
     retries 3
     option redispatch 1
-    retry-on conn-failure empty-response junk-response response-timeout 0rtt-rejected
+    retry-on conn-failure empty-response junk-response 0rtt-rejected
     http-request disable-l7-retry unless METH_GET
     option http-server-close
 {servers}

@@ -29,21 +29,30 @@ fn cluster_config(nats: &NatsCluster, extra: &str) -> String {
     )
 }
 
+/// One cluster at a time: three NATS nodes and three or four hosts per test are as much as two
+/// cores carry beside the other tests (with several at once, JetStream's meta group was seen
+/// to lose its peers for minutes: "no suitable peers for placement").
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// NATS, and `hosts` hosts on one config, each ready.
 struct Cluster {
+    // Dropped in this order: hosts, then NATS, then the turn.
+    hosts: Vec<HostProcess>,
     nats: NatsCluster,
     config: String,
-    hosts: Vec<HostProcess>,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Cluster {
     async fn start(hosts: usize, extra: &str) -> Cluster {
+        let turn = ONE_AT_A_TIME.lock().await;
         let nats = NatsCluster::start(3).unwrap();
         let config = cluster_config(&nats, extra);
         let mut cluster = Cluster {
             nats,
             config,
             hosts: Vec::new(),
+            _turn: turn,
         };
         for _ in 0..hosts {
             cluster.add_host(None).await;

@@ -261,7 +261,7 @@ defaults
     mode http
     timeout connect 1s
     timeout client 10s
-    timeout server 10s
+    timeout server 30s
     timeout check 1s
 
 frontend hostel
@@ -282,13 +282,17 @@ backend {BACKEND}
     # their connection closed with nothing answered (empty-response): both are retried
     # elsewhere, so the client sees neither.
     #
+    # Not `response-timeout`: a request that is slow (a write riding out a NATS leader election)
+    # is still being served, and replaying it would do it twice; `timeout server` is above the
+    # host's own request deadline, which answers first.
+    #
     # The conditions are named one by one rather than with `all-retryable-errors`, which in
     # HAProxy 2.6 also retries on a 500, 502, 503 or 504 answer: those are the host's (or the
     # guest's) real answers, a trap, an overload, a deadline, and retrying them would run the
     # guest again and hide them from the client.
     retries 3
     option redispatch 1
-    retry-on conn-failure empty-response junk-response response-timeout 0rtt-rejected
+    retry-on conn-failure empty-response junk-response 0rtt-rejected
     # HAProxy replays whatever it is told to: only GET and HEAD (METH_GET) are replayed once
     # they reached a server; a connection that failed, for any method, reached nothing.
     http-request disable-l7-retry unless METH_GET

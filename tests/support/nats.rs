@@ -277,7 +277,7 @@ impl NatsServer {
     }
 }
 
-/// `n` `nats-server`s clustered on loopback (cluster `hostel-test`, nodes `n1`…), JetStream on
+/// `n` `nats-server`s clustered on loopback (cluster `hostel-test-PORT`, nodes `n1`…), JetStream on
 /// each with a store of its own; started once they have elected a JetStream meta leader.
 pub struct NatsCluster {
     nodes: Vec<Node>,
@@ -300,6 +300,9 @@ impl NatsCluster {
     fn try_start(n: usize) -> Result<NatsCluster> {
         let dir = tempfile::tempdir()?;
         let cluster_ports = (0..n).map(|_| free_port()).collect::<Result<Vec<_>>>()?;
+        // A name of this cluster's own: were a port picked here taken by another test's
+        // cluster, their routes must not join the two.
+        let cluster_name = format!("hostel-test-{}", cluster_ports[0]);
         let mut nodes = Vec::with_capacity(n);
         for (i, &cluster_port) in cluster_ports.iter().enumerate() {
             let peers = (cluster_ports.iter().copied())
@@ -309,7 +312,7 @@ impl NatsCluster {
             nodes.push(Node::new(
                 dir.path(),
                 &name,
-                Some(("hostel-test", cluster_port, peers)),
+                Some((&cluster_name, cluster_port, peers)),
                 "",
             )?);
         }

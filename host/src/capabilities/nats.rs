@@ -28,6 +28,9 @@ const MIN_CLUSTERED_VERSION: [u64; 3] = [2, 10, 19];
 
 /// How long a JetStream call (a write's acknowledgement, a read) may take before it fails.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a write or read is retried while NATS does not answer: past a Raft election of a
+/// stream's leader after its node was lost (NATS's election timeouts are 4–9 s).
+pub const RETRY_BUDGET: Duration = Duration::from_secs(15);
 /// How long after losing its server a call waits for the client to reconnect (to another
 /// node of the cluster, usually within a few hundred milliseconds) before it fails: a lost
 /// node is not seen by guests, a lost cluster is, this long after the loss and at once from
@@ -202,7 +205,7 @@ impl NatsServer {
         Ok(())
     }
 
-    /// Runs the read `op` until it succeeds, retried (within [`CALL_TIMEOUT`] twice over)
+    /// Runs the read `op` until it succeeds, retried (within [`RETRY_BUDGET`])
     /// while it fails for want of an answer — a node lost, a stream electing its leader —
     /// and not when it fails for a reason (`retry` says which errors are worth it).
     pub async fn retrying<T, E, F>(
@@ -213,7 +216,7 @@ impl NatsServer {
     where
         F: Future<Output = Result<T, E>>,
     {
-        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT * 2;
+        let deadline = tokio::time::Instant::now() + RETRY_BUDGET;
         let mut delay = Duration::from_millis(25);
         loop {
             let outcome = match tokio::time::timeout(ATTEMPT_TIMEOUT, op()).await {
@@ -380,7 +383,7 @@ pub enum Written {
 }
 
 /// How long one attempt at a write waits for its acknowledgement; the write as a whole gets
-/// [`CALL_TIMEOUT`] twice over, enough for a stream to elect a new leader.
+/// [`RETRY_BUDGET`], enough for a stream to elect a new leader.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl NatsServer {
@@ -413,9 +416,12 @@ impl NatsServer {
                 headers.insert("Nats-Rollup", "sub");
             }
         }
+        let id = headers.get("Nats-Msg-Id").map(|v| v.to_string());
         let subject = format!("{}{key}", kv.put_prefix.as_deref().unwrap_or(&kv.prefix));
-        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT * 2;
+        let deadline = tokio::time::Instant::now() + RETRY_BUDGET;
         let mut delay = Duration::from_millis(25);
+        // Whether an attempt may have been stored without our hearing of it.
+        let mut unsure = false;
         loop {
             let jetstream = self.jetstream().await?;
             let attempt = async {
@@ -428,6 +434,24 @@ impl NatsServer {
             };
             let error = match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await {
                 Ok(Ok(ack)) => return Ok(Written::At(ack.sequence)),
+                // After an attempt we did not hear back from, the key may hold that very
+                // write (JetStream checks the expected revision before the message id): then
+                // this write is done, not in conflict.
+                Ok(Err((Kind::WrongLastSequence, _))) if unsure => {
+                    let full = format!("{}{key}", kv.prefix);
+                    let last = self.retrying(
+                        || kv.stream.get_last_raw_message_by_subject(&full),
+                        |e| e.kind() != jetstream::stream::LastRawMessageErrorKind::NoMessageFound,
+                    );
+                    return Ok(match last.await {
+                        Ok(last)
+                            if last.headers.get("Nats-Msg-Id").map(|v| v.to_string()) == id =>
+                        {
+                            Written::At(last.sequence)
+                        }
+                        _ => Written::Conflict,
+                    });
+                }
                 Ok(Err((Kind::WrongLastSequence, _))) => return Ok(Written::Conflict),
                 Ok(Err((Kind::MaxPayloadExceeded, _))) => return Ok(Written::TooLarge),
                 Ok(Err((_, e))) => e,
@@ -441,6 +465,7 @@ impl NatsServer {
                     kv.name
                 );
             }
+            unsure = true;
             tracing::debug!(bucket = %kv.name, key, "write not acknowledged, retrying: {error}");
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(400));
