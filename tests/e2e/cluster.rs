@@ -4,7 +4,7 @@
 //! through every host lose nothing, and neither a host killed with `kill -9`, a NATS node lost
 //! nor NATS lost entirely costs a client a request or an acknowledged write.
 
-use crate::admin::{OPERATOR, admin, deploy};
+use crate::admin::{ACME, OPERATOR, admin, deploy};
 use hostel_tests::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -19,11 +19,12 @@ fn cluster_config(nats: &NatsCluster, extra: &str) -> String {
          [admin]\noperator_token_sha256 = \"{operator}\"\n\
          [cluster]\nurl = \"{urls}\"\nreplicas = 3\n\
          [stores.default]\nkind = \"nats\"\nurl = \"{urls}\"\nreplicas = 3\n\
-         [tenants.acme]\ngrants = {{ stores = [\"default\"] }}\n\
+         [tenants.acme]\nadmin_token_sha256 = \"{acme}\"\ngrants = {{ stores = [\"default\"] }}\n\
          [tenants.acme.apps.hello]\nroute = \"/hello\"\ncomponent = {hello}\n\
          {extra}",
         cache = toml_path(&shared_code_cache()),
         operator = token_sha256(OPERATOR),
+        acme = token_sha256(ACME),
         urls = nats.urls(),
         hello = toml_path(&guest("hello")),
     )
@@ -410,6 +411,20 @@ async fn increments_through_three_hosts_lose_nothing_and_usage_and_metrics_add_u
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // A tenant's token sees its own, over any range (all of time is read from what is stored,
+    // not hour by hour), and not the cluster's hosts.
+    let all_time = "/v1/usage?from=0&to=253402300799";
+    let (status, usage) = admin(&hosts[2], "GET", all_time, Some(ACME), "").await;
+    assert_eq!(status, 200, "{usage}");
+    let rows = usage["usage"].as_array().unwrap();
+    assert!(rows.iter().all(|row| row["tenant"] == "acme"), "{usage}");
+    let requests: u64 = (rows.iter())
+        .filter(|row| row["app"] == "counter")
+        .map(|row| row["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(requests, total, "{usage}");
+    let (status, _) = admin(&hosts[2], "GET", "/v1/cluster", Some(ACME), "").await;
+    assert_eq!(status, 403);
 }
 
 #[tokio::test(flavor = "multi_thread")]

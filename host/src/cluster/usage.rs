@@ -15,6 +15,9 @@ use std::sync::Arc;
 /// One tenant's hour: app → amounts in [`Amounts::FIELDS`] order.
 type Hour = BTreeMap<String, Vec<u64>>;
 
+/// Ranges up to this many hours (31 days) are read an hour at a time.
+const PER_HOUR_UP_TO: u64 = 31 * 24;
+
 /// Attempts at adding to a key that other hosts keep writing.
 const ATTEMPTS: usize = 20;
 
@@ -43,38 +46,55 @@ impl ClusterUsage {
         let bucket = self.cluster.usage_bucket().await?;
         let nats = self.cluster.nats();
         let start = from / HOUR * HOUR;
-        let hours: Vec<u64> = (start..to.max(start + 1)).step_by(HOUR as usize).collect();
-        let per_hour = stream::iter(hours)
-            .map(|hour| async move {
-                let entries: Vec<(String, Bytes)> = match tenant {
-                    Some(tenant) => {
-                        let key = format!("{hour}.{tenant}");
-                        let value = bucket
-                            .get(&key)
-                            .await
-                            .map_err(|e| anyhow!("cannot read usage {key}: {e}"))?;
-                        value.into_iter().map(|v| (key.clone(), v)).collect()
+        let end = to.max(start + 1);
+        let hours = (end - start).div_ceil(HOUR);
+        // The work is bounded by the smaller of the range and what is stored: a range of a few
+        // weeks is read an hour at a time, a longer one (up to the year 9999 is allowed) by
+        // listing what the tenant (or everyone) has and keeping the hours in range.
+        let entries: Vec<(String, Bytes)> = if hours <= PER_HOUR_UP_TO {
+            let per_hour = stream::iter((start..end).step_by(HOUR as usize))
+                .map(|hour| async move {
+                    match tenant {
+                        Some(tenant) => {
+                            let key = format!("{hour}.{tenant}");
+                            let value = (bucket.get(&key).await)
+                                .map_err(|e| anyhow!("cannot read usage {key}: {e}"))?;
+                            Ok(value.into_iter().map(|v| (key.clone(), v)).collect())
+                        }
+                        None => nats.latest(bucket, &format!("{hour}.*"), false).await,
                     }
-                    None => nats.latest(bucket, &format!("{hour}.*"), false).await?,
-                };
-                let mut buckets = Vec::new();
-                for (key, value) in entries {
-                    let owner = key.split_once('.').map_or("", |(_, t)| t).to_string();
-                    let apps: Hour = serde_json::from_slice(&value)
-                        .map_err(|e| anyhow!("usage {key} is unreadable: {e}"))?;
-                    for (app, values) in apps {
-                        buckets.push(Bucket {
-                            hour,
-                            tenant: owner.clone(),
-                            app,
-                            amounts: Amounts::from_array(&values),
-                        });
-                    }
-                }
-                Ok::<_, anyhow::Error>(buckets)
-            })
-            .buffered(16);
-        let mut all: Vec<Bucket> = per_hour.try_concat().await?;
+                })
+                .buffered(16);
+            per_hour.try_concat().await?
+        } else {
+            let filter = match tenant {
+                Some(tenant) => format!("*.{tenant}"),
+                None => "*.*".to_string(),
+            };
+            nats.latest(bucket, &filter, false).await?
+        };
+        let mut all = Vec::new();
+        for (key, value) in entries {
+            let Some((hour, owner)) = key.split_once('.') else {
+                continue;
+            };
+            let Ok(hour) = hour.parse::<u64>() else {
+                continue;
+            };
+            if !(start..end).contains(&hour) {
+                continue;
+            }
+            let apps: Hour = serde_json::from_slice(&value)
+                .map_err(|e| anyhow!("usage {key} is unreadable: {e}"))?;
+            for (app, values) in apps {
+                all.push(Bucket {
+                    hour,
+                    tenant: owner.to_string(),
+                    app,
+                    amounts: Amounts::from_array(&values),
+                });
+            }
+        }
         all.sort_by(|a, b| (a.hour, &a.tenant, &a.app).cmp(&(b.hour, &b.tenant, &b.app)));
         Ok(all)
     }
