@@ -16,6 +16,10 @@ use std::sync::Arc;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
+/// The largest component a deploy may have (interpreter guests are ~20 MB): what the admin
+/// API takes and what a cluster's host fetches.
+pub const MAX_COMPONENT: usize = 256 << 20;
+
 /// A component ready to serve: compiled, linked, pre-instantiated.
 pub struct App {
     pub name: String,

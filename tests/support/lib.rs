@@ -223,8 +223,10 @@ impl HostProcess {
                 }
             }
         });
-        // Generous: the first start may compile every guest.
-        match rx.recv_timeout(Duration::from_secs(300)) {
+        // Generous: the first start may compile every guest (the conformance suite's host
+        // compiles eight interpreter components of 15-18 MB, ~20 s each on a loaded 2-core
+        // machine with a cold code cache).
+        match rx.recv_timeout(Duration::from_secs(900)) {
             Ok((addr, admin_addr, metrics_addr)) => {
                 let host = HostProcess {
                     child,

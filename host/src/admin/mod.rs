@@ -43,8 +43,7 @@ use scrape::Scrape;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// The largest component the API takes (interpreter guests are ~20 MB).
-pub const MAX_COMPONENT: usize = 256 << 20;
+pub use crate::apps::MAX_COMPONENT;
 
 pub struct Admin {
     host: Arc<Host>,

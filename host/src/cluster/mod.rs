@@ -464,8 +464,19 @@ impl Cluster {
             .get(digest)
             .await
             .map_err(|e| anyhow!("cannot fetch component sha256:{digest}: {e}"))?;
-        let mut bytes = Vec::new();
-        object
+        // No bigger than the admin API takes: whoever can write the bucket cannot make every
+        // host read gigabytes into memory.
+        let size = object.info().size;
+        if size > crate::apps::MAX_COMPONENT {
+            bail!(
+                "component sha256:{digest} in the object store is {size} bytes, more than the {} \
+                 a deploy may have",
+                crate::apps::MAX_COMPONENT
+            );
+        }
+        let mut bytes = Vec::with_capacity(size);
+        (&mut object)
+            .take(crate::apps::MAX_COMPONENT as u64 + 1)
             .read_to_end(&mut bytes)
             .await
             .with_context(|| format!("cannot fetch component sha256:{digest}"))?;
