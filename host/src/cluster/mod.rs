@@ -216,9 +216,13 @@ impl Cluster {
         if components.info(digest).await.is_ok() {
             return Ok(());
         }
-        components
-            .put(digest, &mut &bytes[..])
-            .await
+        // Retried like the other writes: the object store's stream may be electing a leader
+        // (a lost node); putting the same name again replaces what an attempt left.
+        let put = |()| {
+            let mut reader = bytes;
+            async move { components.put(digest, &mut reader).await }
+        };
+        (self.nats.retrying(|| put(()), |_| true).await)
             .map_err(|e| anyhow!("cannot store component sha256:{digest}: {e}"))?;
         Ok(())
     }
