@@ -183,6 +183,19 @@ async fn json_logs_are_one_object_per_line_with_the_request_fields_and_no_secret
     .unwrap();
     assert_eq!(url_in_path.status, 200);
     assert!(host.wait_for_log(&id(&url_in_path)));
+    // Each access line is written once its response is done, which can be after the client
+    // has it: wait (bounded) until all three are in.
+    let ids = [id(&hello), id(&missing), id(&url_in_path)];
+    for _ in 0..200 {
+        let lines = json_lines(&host);
+        let access = |id: &str| {
+            (lines.iter()).any(|l| l["target"] == "hostel::access" && l["request_id"] == id)
+        };
+        if ids.iter().all(|id| access(id)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     let lines = json_lines(&host);
     for line in &lines {
