@@ -69,6 +69,26 @@ impl Cluster {
         self.hosts.last().unwrap()
     }
 
+    /// Deploys the counter through host 1, waits until every host serves it and returns
+    /// HAProxy in front of them all, every host UP.
+    async fn serving_counter(&self) -> Haproxy {
+        let (status, body) = deploy(
+            &self.hosts[0],
+            OPERATOR,
+            "acme",
+            "counter",
+            "/counter",
+            &counter(),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        on_every_host(&self.hosts, "/counter?peek", 200).await;
+        let balancer = self.balancer();
+        let up = balancer.wait_until_up(self.hosts.len(), Duration::from_secs(10));
+        up.await.unwrap();
+        balancer
+    }
+
     fn balancer(&self) -> Haproxy {
         let backends: Vec<Backend> = self.hosts.iter().map(Backend::of).collect();
         Haproxy::start(&backends).unwrap()
@@ -351,22 +371,7 @@ async fn peek(host: &HostProcess) -> u64 {
 async fn increments_through_three_hosts_lose_nothing_and_usage_and_metrics_add_up_across_hosts() {
     let cluster = Cluster::start(3, "").await;
     let hosts = &cluster.hosts;
-    let (status, body) = deploy(
-        &hosts[0],
-        OPERATOR,
-        "acme",
-        "counter",
-        "/counter",
-        &counter(),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    on_every_host(hosts, "/counter?peek", 200).await;
-    let balancer = cluster.balancer();
-    balancer
-        .wait_until_up(3, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let balancer = cluster.serving_counter().await;
 
     let replies = load(&balancer, "/counter", 12, 20, || async {}).await;
     let counts = counts(&replies);
@@ -430,22 +435,7 @@ async fn increments_through_three_hosts_lose_nothing_and_usage_and_metrics_add_u
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_killed_under_load_fails_no_request_through_haproxy_and_loses_no_write() {
     let mut cluster = Cluster::start(3, "").await;
-    let (status, body) = deploy(
-        &cluster.hosts[0],
-        OPERATOR,
-        "acme",
-        "counter",
-        "/counter",
-        &counter(),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    on_every_host(&cluster.hosts, "/counter?peek", 200).await;
-    let balancer = cluster.balancer();
-    balancer
-        .wait_until_up(3, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let balancer = cluster.serving_counter().await;
 
     let victim = cluster.hosts.remove(1);
     let replies = load(&balancer, "/counter", 8, 40, || async move {
@@ -485,22 +475,7 @@ async fn a_host_killed_under_load_fails_no_request_through_haproxy_and_loses_no_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_nats_node_lost_and_restarted_changes_nothing_a_client_sees() {
     let mut cluster = Cluster::start(3, "").await;
-    let (status, body) = deploy(
-        &cluster.hosts[0],
-        OPERATOR,
-        "acme",
-        "counter",
-        "/counter",
-        &counter(),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    on_every_host(&cluster.hosts, "/counter?peek", 200).await;
-    let balancer = cluster.balancer();
-    balancer
-        .wait_until_up(3, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let balancer = cluster.serving_counter().await;
 
     let nats = &mut cluster.nats;
     let hello = std::fs::read(guest("hello")).unwrap();

@@ -61,7 +61,7 @@ impl DeployedSet {
         installed: &[(AppKey, Installed)],
     ) -> Vec<Deployment> {
         match change {
-            Change::Local(_) => super::deployed(installed, None),
+            Change::Local(_) => super::deployed(installed),
             Change::Cluster(applied) => applied.manifest.apps.clone(),
         }
     }

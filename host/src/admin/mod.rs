@@ -541,14 +541,10 @@ impl ApiError {
     }
 }
 
-/// The deployed (not configured) apps, without `except`.
-pub(crate) fn deployed(
-    installed: &[(AppKey, Installed)],
-    except: Option<&AppKey>,
-) -> Vec<Deployment> {
+/// The deployed (not configured) apps.
+pub(crate) fn deployed(installed: &[(AppKey, Installed)]) -> Vec<Deployment> {
     installed
         .iter()
-        .filter(|(k, _)| Some(k) != except)
         .filter_map(|(_, i)| match &i.origin {
             Origin::Deployed(d) => Some(d.clone()),
             Origin::Config(_) => None,

@@ -482,30 +482,25 @@ impl NatsServer {
         replicas: usize,
     ) -> Result<jetstream::kv::Store> {
         let jetstream = self.jetstream().await?;
-        if let Ok(store) = jetstream.get_key_value(name).await {
-            return Ok(store);
-        }
-        let created = jetstream
-            .create_stream(jetstream::stream::Config {
-                name: format!("KV_{name}"),
-                subjects: vec![format!("$KV.{name}.>")],
-                max_messages_per_subject: history,
-                storage: jetstream::stream::StorageType::File,
-                num_replicas: replicas,
-                allow_rollup: true,
-                deny_delete: true,
-                allow_direct: true,
-                discard: jetstream::stream::DiscardPolicy::New,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
-            .await;
-        // On an error another host may have made it meanwhile: use it if it is there.
-        match (jetstream.get_key_value(name).await, created) {
-            (Ok(store), _) => Ok(store),
-            (Err(_), Err(e)) => Err(anyhow!("cannot create the KV bucket {name:?}: {e}")),
-            (Err(e), Ok(_)) => Err(anyhow!("cannot open the KV bucket {name:?}: {e}")),
-        }
+        let make = jetstream.create_stream(jetstream::stream::Config {
+            name: format!("KV_{name}"),
+            subjects: vec![format!("$KV.{name}.>")],
+            max_messages_per_subject: history,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: jetstream::stream::DiscardPolicy::New,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        });
+        open_or_make(
+            &format!("the KV bucket {name:?}"),
+            || jetstream.get_key_value(name),
+            make,
+        )
+        .await
     }
 
     /// The object store `name`, made with `replicas` when it does not exist.
@@ -515,22 +510,14 @@ impl NatsServer {
         replicas: usize,
     ) -> Result<jetstream::object_store::ObjectStore> {
         let jetstream = self.jetstream().await?;
-        if let Ok(store) = jetstream.get_object_store(name).await {
-            return Ok(store);
-        }
-        let created = jetstream
-            .create_object_store(jetstream::object_store::Config {
-                bucket: name.to_string(),
-                num_replicas: replicas,
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
-            .await;
-        match (jetstream.get_object_store(name).await, created) {
-            (Ok(store), _) => Ok(store),
-            (Err(_), Err(e)) => Err(anyhow!("cannot create the object store {name:?}: {e}")),
-            (Err(e), Ok(_)) => Err(anyhow!("cannot open the object store {name:?}: {e}")),
-        }
+        let make = jetstream.create_object_store(jetstream::object_store::Config {
+            bucket: name.to_string(),
+            num_replicas: replicas,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        });
+        let what = format!("the object store {name:?}");
+        open_or_make(&what, || jetstream.get_object_store(name), make).await
     }
 
     /// The latest entry of every key of `kv` matching `filter` (a subject pattern over keys, such
@@ -642,4 +629,22 @@ fn write_id() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the OS has randomness");
     hex::encode(bytes)
+}
+
+/// What `open` opens, made by `make` when it is not there yet. Another host may make it at the
+/// same moment, so whatever `make` answers, it is opened again.
+async fn open_or_make<T, E: std::fmt::Display, M, F: Future<Output = Result<T, E>>>(
+    what: &str,
+    open: impl Fn() -> F,
+    make: impl Future<Output = Result<M, impl std::fmt::Display>>,
+) -> Result<T> {
+    if let Ok(opened) = open().await {
+        return Ok(opened);
+    }
+    let made = make.await;
+    match (open().await, made) {
+        (Ok(opened), _) => Ok(opened),
+        (Err(_), Err(e)) => Err(anyhow!("cannot create {what}: {e}")),
+        (Err(e), Ok(_)) => Err(anyhow!("cannot open {what}: {e}")),
+    }
 }
